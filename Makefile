@@ -1,0 +1,34 @@
+# sstcast: the two commands users need are `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast lint bench clean
+
+install: $(STAMP)
+
+# Reinstall when the dependency list or the tested versions change.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/sstcast demo --workdir demo-output
+
+test: install
+	$(PY) -m pytest -n 2 --dist loadgroup -q
+
+test-fast: install
+	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	$(PY) benchmarks/solver.py
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Prefect flows, deployments and the `sstcast` command line: thin wrappers over pipeline/."""

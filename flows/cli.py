@@ -1,0 +1,39 @@
+"""The `sstcast` command line. Each area registers its own subcommands:
+
+- flows/cli_data.py  -> ingest, info
+- flows/cli_model.py -> train, forecast, hindcast, evaluate
+- flows/cli_ops.py   -> run, serve, demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from flows import cli_data, cli_model, cli_ops
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sstcast",
+        description="SST forecasts with the Scalable Mechanistic Neural Network (S-MNN).",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (cli_data, cli_model, cli_ops):
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` and run the chosen subcommand; each one sets `func` and returns an exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, PermissionError, OSError) as error:
+        # Bad input and I/O failures end with one clear line, not a traceback.
+        print(f"sstcast {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""S-MNN: the Scalable Mechanistic Neural Network solver in pure PyTorch."""

@@ -1,1 +1,12 @@
-"""S-MNN: the Scalable Mechanistic Neural Network solver in pure PyTorch."""
+"""S-MNN: the Scalable Mechanistic Neural Network solver in pure PyTorch.
+
+`ode_forward` solves the linear-ODE least-squares problem of DESIGN.md §2 in time and memory
+linear in the number of steps; `ODELayer` wraps it as a module; `smnn.reference` holds the
+dense ground truth and `smnn.compat` an adapter for code written for the original MNN layer.
+"""
+
+from smnn._layer import ODELayer
+from smnn._ode import ode_forward
+from smnn._solve import METHODS
+
+__all__ = ["METHODS", "ODELayer", "ode_forward"]

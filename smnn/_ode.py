@@ -1,0 +1,75 @@
+"""`ode_forward`, the public solve: validate, optionally up-cast, solve, reshape."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from smnn._solve import solve
+from smnn._validate import canonicalise
+
+
+def ode_forward(
+    coefficients: torch.Tensor,
+    rhs: torch.Tensor,
+    init_vars: torch.Tensor,
+    steps: torch.Tensor,
+    *,
+    weight_equation: float = 1.0,
+    weight_init: float = 1.0,
+    weight_smooth: float = 1.0,
+    central: bool = False,
+    method: str = "auto",
+    solve_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Solve the linear ODE least-squares problem of S-MNN (DESIGN.md §2) in O(T) time.
+
+    The ODE Σ_{d,k} c[t,e,d,k] u[t,d,k] = r[t,e] (one equation per e), initial values
+    u[t,d,k] = v[t,d,k] for t < S, k < J, and Taylor smoothness rows between steps are all
+    soft least-squares rows, weighted by `weight_equation`, `weight_init`, `weight_smooth`.
+
+    Args:
+        coefficients: (..., T or 1, E, D, K) ODE coefficients, K = order + 1 >= 2.
+        rhs: (..., T or 1, E) right-hand sides.
+        init_vars: (..., S, D, J) initial values of the first J orders at the first S steps
+            (S may be 0; J <= K).
+        steps: (..., T-1 or 1) step sizes h_t > 0.
+        central: add the central-difference rows (the S-MNN "central" variant).
+        method: "auto", or a registered method name ("sequential").
+        solve_dtype: dtype to assemble and solve in (e.g. torch.float64 for float32 inputs);
+            default: the inputs' (promoted) dtype. The result has the inputs' dtype.
+
+    Returns:
+        u: (..., T, D, K), u[..., t, d, k] the k-th derivative of state d at step t; the
+        leading dims are the broadcast of the inputs' leading dims. Differentiable in all four
+        inputs (implicit backward reusing the factorisation).
+
+    Raises:
+        TypeError/ValueError for malformed input or a system that is not positive definite.
+    """
+    p = canonicalise(
+        coefficients,
+        rhs,
+        init_vars,
+        steps,
+        weight_equation=weight_equation,
+        weight_init=weight_init,
+        weight_smooth=weight_smooth,
+    )
+    out_dtype = p.coefficients.dtype
+    if solve_dtype is not None and solve_dtype != out_dtype:
+        if solve_dtype not in (torch.float32, torch.float64):
+            raise TypeError(
+                f"solve_dtype: expected torch.float32, torch.float64 or None, "
+                f"received {solve_dtype}"
+            )
+        p = dataclasses.replace(
+            p,
+            coefficients=p.coefficients.to(solve_dtype),
+            rhs=p.rhs.to(solve_dtype),
+            init_vars=p.init_vars.to(solve_dtype),
+            steps=p.steps.to(solve_dtype),
+        )
+    u = solve(p, central, method).to(out_dtype)  # (N, T, D, K)
+    return u.reshape(*p.batch_shape, *u.shape[1:])

@@ -1,0 +1,195 @@
+"""Validate and canonicalise solver inputs once, at the boundary.
+
+Every public entry point calls `canonicalise`; everything behind it may assume flat,
+broadcast, finite inputs of one dtype on one device.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Real
+
+import torch
+
+_FLOATS = (torch.float32, torch.float64)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Canonical inputs: batch flattened to N and every step dim at full length.
+
+    coefficients (N, T, E, D, K); rhs (N, T, E); init_vars (N, S, D, J); steps (N, T-1).
+    `batch_shape` is the broadcast of the inputs' leading dims (N = its product).
+    """
+
+    coefficients: torch.Tensor
+    rhs: torch.Tensor
+    init_vars: torch.Tensor
+    steps: torch.Tensor
+    batch_shape: tuple[int, ...]
+    weight_equation: float
+    weight_init: float
+    weight_smooth: float
+
+    @property
+    def t_len(self) -> int:
+        return self.coefficients.shape[1]
+
+    @property
+    def e_len(self) -> int:
+        return self.coefficients.shape[2]
+
+    @property
+    def d_len(self) -> int:
+        return self.coefficients.shape[3]
+
+    @property
+    def k_len(self) -> int:
+        return self.coefficients.shape[4]
+
+    @property
+    def s_len(self) -> int:
+        return self.init_vars.shape[1]
+
+    @property
+    def j_len(self) -> int:
+        return self.init_vars.shape[3]
+
+
+def _check_tensor(name: str, x: object, min_dims: int, layout: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor {layout}, received {type(x).__name__}")
+    if x.dtype not in _FLOATS:
+        raise TypeError(f"{name}: expected dtype float32 or float64, received {x.dtype}")
+    if x.ndim < min_dims:
+        raise ValueError(
+            f"{name}: expected at least {min_dims} dims {layout}, received shape {tuple(x.shape)}"
+        )
+    return x
+
+
+def _check_weight(name: str, w: object) -> float:
+    if isinstance(w, bool) or not isinstance(w, Real):
+        raise TypeError(f"{name}: expected a positive real number, received {w!r}")
+    w = float(w)
+    if not (math.isfinite(w) and w > 0):
+        raise ValueError(f"{name}: expected a finite number > 0, received {w!r}")
+    return w
+
+
+def _check_finite(name: str, x: torch.Tensor) -> None:
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"{name}: expected finite values, received {x[index].item()} at index {index}"
+        )
+
+
+def canonicalise(
+    coefficients: torch.Tensor,
+    rhs: torch.Tensor,
+    init_vars: torch.Tensor,
+    steps: torch.Tensor,
+    *,
+    weight_equation: float = 1.0,
+    weight_init: float = 1.0,
+    weight_smooth: float = 1.0,
+) -> Problem:
+    """Check shapes, dtypes, devices and values; broadcast and flatten the batch.
+
+    Args:
+        coefficients: (..., T or 1, E, D, K), K >= 2, D >= 1, E >= 1.
+        rhs: (..., T or 1, E).
+        init_vars: (..., S, D, J), 0 <= S <= T, J <= K.
+        steps: (..., T-1 or 1), all > 0.
+
+    Returns:
+        A `Problem` with the canonical (N, ...) tensors (differentiable views or copies).
+
+    Raises:
+        TypeError / ValueError naming the argument, the expected and the received value.
+    """
+    c = _check_tensor("coefficients", coefficients, 4, "(..., T, E, D, K)")
+    r = _check_tensor("rhs", rhs, 2, "(..., T, E)")
+    v = _check_tensor("init_vars", init_vars, 3, "(..., S, D, J)")
+    h = _check_tensor("steps", steps, 1, "(..., T-1)")
+    devices = {x.device for x in (c, r, v, h)}
+    if len(devices) > 1:
+        raise ValueError(
+            "coefficients, rhs, init_vars, steps: expected one device, received "
+            f"{[str(x.device) for x in (c, r, v, h)]}"
+        )
+    weights = (
+        _check_weight("weight_equation", weight_equation),
+        _check_weight("weight_init", weight_init),
+        _check_weight("weight_smooth", weight_smooth),
+    )
+
+    t_c, e_len, d_len, k_len = c.shape[-4:]
+    if k_len < 2:
+        raise ValueError(f"coefficients: expected K >= 2 (last dim), received K={k_len}")
+    if d_len < 1 or e_len < 1:
+        raise ValueError(
+            f"coefficients: expected E >= 1 and D >= 1, received shape {tuple(c.shape)}"
+        )
+    if r.shape[-1] != e_len:
+        raise ValueError(
+            f"rhs: expected last dim E={e_len} (from coefficients), received shape {tuple(r.shape)}"
+        )
+    s_len, d_v, j_len = v.shape[-3:]
+    if d_v != d_len:
+        raise ValueError(
+            f"init_vars: expected dim -2 to be D={d_len} (from coefficients), received shape "
+            f"{tuple(v.shape)}"
+        )
+    if j_len > k_len:
+        raise ValueError(f"init_vars: expected J <= K={k_len} (last dim), received J={j_len}")
+    t_r, t_h = r.shape[-2], h.shape[-1]
+    t_len = max(t_c, t_r, t_h + 1)
+    if t_len < 2:
+        raise ValueError(f"steps: expected T >= 2 time steps, received T={t_len}")
+    for name, got, want in (
+        ("coefficients", t_c, t_len),
+        ("rhs", t_r, t_len),
+        ("steps", t_h, t_len - 1),
+    ):
+        if got not in (1, want):
+            raise ValueError(f"{name}: expected step dim {want} or 1 (T={t_len}), received {got}")
+    if s_len > t_len:
+        raise ValueError(f"init_vars: expected S <= T={t_len} initial steps, received S={s_len}")
+
+    batch_dims = (c.shape[:-4], r.shape[:-2], v.shape[:-3], h.shape[:-1])
+    try:
+        batch_shape = tuple(torch.broadcast_shapes(*batch_dims))
+    except RuntimeError:
+        raise ValueError(
+            "coefficients, rhs, init_vars, steps: expected leading batch dims that broadcast, "
+            f"received {[tuple(s) for s in batch_dims]}"
+        ) from None
+
+    for name, x in (("coefficients", c), ("rhs", r), ("init_vars", v), ("steps", h)):
+        _check_finite(name, x)
+    if bool((h <= 0).any()):
+        bad = tuple(int(i) for i in (h <= 0).nonzero()[0])
+        raise ValueError(f"steps: expected step sizes > 0, received {h[bad].item()} at index {bad}")
+
+    dtype = torch.promote_types(
+        torch.promote_types(c.dtype, r.dtype), torch.promote_types(v.dtype, h.dtype)
+    )
+    n = math.prod(batch_shape)
+
+    def flat(x: torch.Tensor, tail: tuple[int, ...]) -> torch.Tensor:
+        return x.to(dtype).expand(*batch_shape, *tail).reshape(n, *tail)
+
+    return Problem(
+        coefficients=flat(c, (t_len, e_len, d_len, k_len)),
+        rhs=flat(r, (t_len, e_len)),
+        init_vars=flat(v, (s_len, d_len, j_len)),
+        steps=flat(h, (t_len - 1,)),
+        batch_shape=batch_shape,
+        weight_equation=weights[0],
+        weight_init=weights[1],
+        weight_smooth=weights[2],
+    )

@@ -1,0 +1,140 @@
+"""Seasonal climatology, anomaly statistics and the time axis of a store.
+
+Shared by windows (normalisation), forecasts, baselines and metrics, so that all of them use
+the same training-period climatology. Statistics come only from the period they are asked for
+(the training period), never from later data.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+__all__ = [
+    "TimeStep",
+    "fit_climatology",
+    "n_seasons",
+    "open_sst",
+    "seasonal_index",
+    "time_step",
+]
+
+
+@dataclass(frozen=True)
+class TimeStep:
+    """The regular step of a store's time axis: `units` ("months", "weeks" or "days") and
+    `size` (how many of them per step)."""
+
+    units: str
+    size: int
+
+    def offset(self, n: int | np.ndarray) -> pd.DateOffset | pd.Timedelta:
+        """The time span of `n` steps (an int)."""
+        n = int(n) * self.size
+        if self.units == "months":
+            return pd.DateOffset(months=n)
+        return pd.Timedelta(days=n * (7 if self.units == "weeks" else 1))
+
+    def add(self, times: np.ndarray, n: int) -> np.ndarray:
+        """`times` (datetime64, any shape) advanced by `n` steps."""
+        index = pd.DatetimeIndex(np.asarray(times).ravel())
+        return np.asarray(index + self.offset(n), dtype="datetime64[ns]").reshape(
+            np.shape(times)
+        )
+
+    @property
+    def lead_units(self) -> str:
+        return self.units if self.size == 1 else f"{self.size} {self.units}"
+
+
+def time_step(times) -> TimeStep:
+    """Infer the step of a regular time axis (datetime64 values, at least two)."""
+    index = pd.DatetimeIndex(np.asarray(times))
+    if len(index) < 2:
+        raise ValueError(f"time_step: need at least 2 times, got {len(index)}")
+    days = float(np.median(np.diff(index.values).astype("timedelta64[h]").astype(float))) / 24
+    if 27 <= days <= 32:
+        return TimeStep("months", 1)
+    if days >= 27:
+        return TimeStep("months", round(days / 30.44))
+    if days % 7 == 0:
+        return TimeStep("weeks", int(days // 7))
+    return TimeStep("days", max(1, round(days)))
+
+
+def n_seasons(step: TimeStep) -> int:
+    """Climatology bins per year: 12 for monthly data, 52 for weekly or daily data."""
+    return 12 if step.units == "months" else 52
+
+
+def seasonal_index(times, step: TimeStep) -> np.ndarray:
+    """The climatology bin (0..n_seasons-1) of each time: month-1, or week of year."""
+    index = pd.DatetimeIndex(np.asarray(times).ravel())
+    if step.units == "months":
+        bins = index.month.values - 1
+    else:
+        bins = np.minimum((index.dayofyear.values - 1) // 7, 51)
+    return np.asarray(bins, dtype=np.int64).reshape(np.shape(times))
+
+
+def open_sst(store) -> xr.Dataset:
+    """A canonical dataset (DESIGN.md §3) from an `xr.Dataset` or a store path/URL (lazy)."""
+    if isinstance(store, xr.Dataset):
+        ds = store
+    else:
+        try:
+            from pipeline.store import open_store
+        except ImportError:  # the store module is not there yet: plain zarr
+            ds = xr.open_zarr(str(store), consolidated=False)
+        else:
+            ds = open_store(str(store))
+    if "sst" not in ds:
+        raise ValueError(f"store: expected a variable 'sst', got {sorted(ds.data_vars)}")
+    if tuple(ds.sst.dims) != ("time", "lat", "lon"):
+        raise ValueError(f"store: expected sst dims (time, lat, lon), got {ds.sst.dims}")
+    return ds
+
+
+def fit_climatology(
+    sst: xr.DataArray, *, end, start=None, std_floor: float = 0.1
+) -> xr.Dataset:
+    """Seasonal climatology and anomaly std of `sst` (time, lat, lon) over [start, end].
+
+    Returns a Dataset with `clim` (season, lat, lon) and `std` (lat, lon), float32, with
+    attributes `start`, `end`, `units` of the time step; `std` is at least `std_floor` so
+    that normalising near-constant series (sea ice) stays bounded. Computed lazily through
+    dask when the input is lazy, so the store is never loaded whole.
+    """
+    period = sst.sel(time=slice(start, end))
+    if period.sizes["time"] == 0:
+        raise ValueError(f"fit_climatology: no data between start={start} and end={end}")
+    step = time_step(sst.time.values)
+    bins = n_seasons(step)
+    season = xr.DataArray(seasonal_index(period.time.values, step), dims="time", name="season")
+    period = period.assign_coords(season=season)
+    clim = period.groupby("season").mean("time").reindex(season=np.arange(bins))
+    if bool(clim.isnull().all(("lat", "lon")).any()):
+        missing = [int(s) for s in clim.season.values if bool(clim.sel(season=s).isnull().all())]
+        raise ValueError(
+            f"fit_climatology: the period {start}..{end} lacks seasons {missing}; "
+            "use at least one full year"
+        )
+    anomalies = period.groupby("season") - clim
+    std = anomalies.std("time").fillna(std_floor)
+    std = np.maximum(std, std_floor)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN land points
+        out = xr.Dataset({"clim": clim.astype("float32"), "std": std.astype("float32")})
+        out = out.compute()
+    out = out.drop_vars([c for c in out.coords if c not in ("season", "lat", "lon")])
+    out.attrs = {
+        "start": str(pd.Timestamp(period.time.values[0]).date()),
+        "end": str(pd.Timestamp(period.time.values[-1]).date()),
+        "step_units": step.units,
+        "step_size": step.size,
+    }
+    return out

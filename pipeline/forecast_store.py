@@ -1,0 +1,102 @@
+"""The forecast store (DESIGN.md §3), shared by model forecasts and baselines.
+
+Variable `sst` (init_time, lead, lat, lon) float32 °C; `lead` integer steps with a `units`
+attribute; coordinate `valid_time` (init_time, lead); attributes naming the run. Written one
+issue time at a time (zarr region writes), so a long hindcast never sits in memory whole.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from pipeline.climatology import TimeStep
+
+__all__ = ["ForecastWriter", "open_forecast", "valid_times"]
+
+
+def valid_times(inits: np.ndarray, leads: np.ndarray, step: TimeStep) -> np.ndarray:
+    """Valid times (init, lead) as datetime64[ns]: each init advanced by each lead."""
+    inits = np.asarray(inits, dtype="datetime64[ns]")
+    return np.stack([step.add(inits, int(n)) for n in leads], axis=1)
+
+
+class ForecastWriter:
+    """Creates a forecast store and fills it one issue time at a time.
+
+    inits: (I,) datetime64; leads: (L,) int; lat: (Y,); lon: (X,); attrs: run attributes.
+    """
+
+    def __init__(self, out, *, inits, leads, lat, lon, step: TimeStep, attrs: dict):
+        self.out = str(out)
+        inits = np.asarray(pd.DatetimeIndex(np.atleast_1d(inits)).values, dtype="datetime64[ns]")
+        leads = np.asarray(leads, dtype=np.int64)
+        if leads.ndim != 1 or len(leads) == 0 or leads.min() < 1:
+            raise ValueError(f"leads: expected positive integers, got {leads}")
+        self.n_init, self.n_lead = len(inits), len(leads)
+        shape = (len(inits), len(leads), len(lat), len(lon))
+        import dask.array as da
+
+        template = xr.Dataset(
+            {
+                "sst": (
+                    ("init_time", "lead", "lat", "lon"),
+                    da.full(shape, np.nan, dtype=np.float32, chunks=(1, *shape[1:])),
+                    {"long_name": "forecast sea surface temperature", "units": "degC"},
+                )
+            },
+            coords={
+                "init_time": ("init_time", inits, {"long_name": "issue time"}),
+                "lead": ("lead", leads, {"units": step.lead_units, "long_name": "lead time"}),
+                "lat": ("lat", np.asarray(lat), {"units": "degrees_north"}),
+                "lon": ("lon", np.asarray(lon), {"units": "degrees_east"}),
+                "valid_time": (("init_time", "lead"), valid_times(inits, leads, step)),
+            },
+            attrs={k: _attr(v) for k, v in attrs.items()},
+        )
+        template.to_zarr(self.out, mode="w", compute=False, consolidated=False)
+        self._template = template
+
+    def write(self, index: int, values: np.ndarray) -> None:
+        """Store `values` (L, Y, X) as the forecast of issue time number `index`."""
+        values = np.asarray(values, dtype=np.float32)
+        expected = self._template.sst.shape[1:]
+        if values.shape != expected:
+            raise ValueError(f"values: expected shape {expected}, got {values.shape}")
+        block = xr.Dataset(
+            {"sst": (("init_time", "lead", "lat", "lon"), values[None])},
+        )
+        block.to_zarr(
+            self.out, region={"init_time": slice(index, index + 1)}, consolidated=False
+        )
+
+    @property
+    def path(self) -> Path | str:
+        return Path(self.out) if "://" not in self.out else self.out
+
+
+def _attr(value):
+    """Zarr attributes must be JSON: dates and paths as strings."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_attr(v) for v in value]
+    return str(value)
+
+
+def open_forecast(forecast) -> xr.Dataset:
+    """A forecast store as a Dataset, from a Dataset or a path/URL; checks its layout."""
+    ds = forecast if isinstance(forecast, xr.Dataset) else xr.open_zarr(
+        str(forecast), consolidated=False
+    )
+    if "sst" not in ds or tuple(ds.sst.dims) != ("init_time", "lead", "lat", "lon"):
+        raise ValueError(
+            "forecast: expected a variable sst with dims (init_time, lead, lat, lon), "
+            f"got {dict(ds.sizes)} with {sorted(ds.data_vars)}"
+        )
+    if "valid_time" not in ds.coords:
+        raise ValueError("forecast: missing coordinate valid_time (init_time, lead)")
+    return ds

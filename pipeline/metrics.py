@@ -1,0 +1,232 @@
+"""Forecast scores with WeatherBench 2 conventions (DESIGN.md §3).
+
+Ocean only; area weights proportional to cos(lat), normalised over the valid points of each
+forecast; per lead and region: RMSE, bias, ACC (anomalies against the training-period
+climatology) and skill 1 - RMSE/RMSE_ref against the climatology and anomaly-persistence
+references. As in WeatherBench 2, RMSE is the square root of the issue-time mean of the
+spatially averaged squared error, and ACC is computed per issue time and then averaged.
+
+Array kernels (`lat_weights`, `region_mask`, `weighted_scores`, `aggregate`) come first;
+`evaluate` is the xarray wrapper that writes JSON and CSV.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.climatology import fit_climatology, open_sst, seasonal_index, time_step
+from pipeline.forecast_store import open_forecast
+
+__all__ = [
+    "REGIONS",
+    "MetricsResult",
+    "aggregate",
+    "evaluate",
+    "lat_weights",
+    "region_mask",
+    "weighted_scores",
+]
+
+# name -> (south, north, west, east) in degrees, lon 0..360 (Niño3.4: 170W-120W).
+REGIONS: dict[str, tuple[float, float, float, float]] = {
+    "global": (-90.0, 90.0, 0.0, 360.0),
+    "tropics": (-20.0, 20.0, 0.0, 360.0),
+    "nh": (20.0, 60.0, 0.0, 360.0),
+    "sh": (-60.0, -20.0, 0.0, 360.0),
+    "nino34": (-5.0, 5.0, 190.0, 240.0),
+}
+
+
+def lat_weights(lat: np.ndarray) -> np.ndarray:
+    """cos(lat) per latitude (Y,), unnormalised (normalised later over valid points)."""
+    return np.clip(np.cos(np.deg2rad(np.asarray(lat, dtype=np.float64))), 0.0, None)
+
+
+def region_mask(lat: np.ndarray, lon: np.ndarray, region: str) -> np.ndarray:
+    """(Y, X) bool: grid points inside `region` (a key of REGIONS)."""
+    if region not in REGIONS:
+        raise ValueError(f"region: expected one of {sorted(REGIONS)}, got {region!r}")
+    south, north, west, east = REGIONS[region]
+    lat = np.asarray(lat)[:, None]
+    lon = np.mod(np.asarray(lon), 360.0)[None, :]
+    return (lat >= south) & (lat <= north) & (lon >= west) & (lon <= east)
+
+
+def weighted_scores(
+    forecast: np.ndarray,
+    truth: np.ndarray,
+    weights: np.ndarray,
+    climatology: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-sample area-weighted scores.
+
+    forecast, truth: (N, Y, X); weights: (Y, X) >= 0 (zero outside the region or on land);
+    climatology: (N, Y, X) or None (then `acc` is NaN). Points where forecast or truth is not
+    finite are left out and the weights renormalised per sample. Returns `mse`, `bias`,
+    `acc`, each (N,), NaN for a sample without valid points.
+    """
+    f = np.asarray(forecast, dtype=np.float64)
+    o = np.asarray(truth, dtype=np.float64)
+    if f.shape != o.shape or f.ndim != 3:
+        raise ValueError(
+            f"forecast, truth: expected equal (N, Y, X) shapes, got {f.shape}, {o.shape}"
+        )
+    w = np.broadcast_to(np.asarray(weights, dtype=np.float64), f.shape)
+    ok = np.isfinite(f) & np.isfinite(o) & (w > 0)
+    w = np.where(ok, w, 0.0)
+    total = w.sum((1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = w / total[:, None, None]
+        error = np.where(ok, f - o, 0.0)
+        mse = (w * error**2).sum((1, 2))
+        bias = (w * error).sum((1, 2))
+        mse[total == 0] = np.nan
+        bias[total == 0] = np.nan
+        acc = np.full(len(f), np.nan)
+        if climatology is not None:
+            c = np.asarray(climatology, dtype=np.float64)
+            fa = np.where(ok, f - c, 0.0)
+            oa = np.where(ok, o - c, 0.0)
+            acc = (w * fa * oa).sum((1, 2)) / np.sqrt(
+                (w * fa**2).sum((1, 2)) * (w * oa**2).sum((1, 2))
+            )
+            acc[total == 0] = np.nan
+    return {"mse": mse, "bias": bias, "acc": acc}
+
+
+def aggregate(scores: dict[str, np.ndarray]) -> dict[str, float]:
+    """Issue-time mean of per-sample scores: rmse = sqrt(mean mse), bias, acc; n samples."""
+    mse = scores["mse"]
+    n = int(np.isfinite(mse).sum())
+    if n == 0:
+        return {"rmse": np.nan, "bias": np.nan, "acc": np.nan, "n": 0}
+    acc = scores["acc"]
+    return {
+        "rmse": float(np.sqrt(np.nanmean(mse))),
+        "bias": float(np.nanmean(scores["bias"])),
+        "acc": float(np.nanmean(acc)) if np.isfinite(acc).any() else np.nan,
+        "n": n,
+    }
+
+
+@dataclass
+class MetricsResult:
+    """The score table (one row per forecast, region and lead) and where it was written."""
+
+    table: pd.DataFrame
+    json_path: Path
+    csv_path: Path
+    summary: dict = field(default_factory=dict)
+
+
+def evaluate(
+    forecast,
+    truth,
+    out_dir,
+    *,
+    climatology_start=None,
+    climatology_end=None,
+    regions: list[str] | None = None,
+    name: str | None = None,
+) -> MetricsResult:
+    """Score a forecast store against the truth store; write metrics.json and metrics.csv.
+
+    The climatology period defaults to the forecast's `climatology_start/_end` attributes
+    (the training period). The climatology and anomaly-persistence references are built
+    from the truth store itself and scored alongside, so the table holds all three.
+    """
+    fc = open_forecast(forecast)
+    tr = open_sst(truth)
+    start = climatology_start or fc.attrs.get("climatology_start")
+    end = climatology_end or fc.attrs.get("climatology_end")
+    if end is None:
+        raise ValueError(
+            "climatology_end: the forecast has no climatology_end attribute; pass the end "
+            "of the training period"
+        )
+    regions = list(regions or REGIONS)
+    for region in regions:
+        region_mask(fc.lat.values, fc.lon.values, region)  # validates the name
+    if not (np.array_equal(fc.lat.values, tr.lat.values) and np.array_equal(
+        fc.lon.values, tr.lon.values
+    )):
+        raise ValueError("forecast and truth: expected the same lat/lon grid")
+    name = name or str(fc.attrs.get("model", "forecast"))
+    step = time_step(tr.time.values)
+    clim = fit_climatology(tr.sst, start=start, end=end)["clim"].values  # (season, Y, X)
+
+    inits = fc.init_time.values
+    valid = fc.valid_time.values  # (I, L)
+    truth_times = pd.DatetimeIndex(tr.time.values)
+    needed = truth_times.intersection(pd.DatetimeIndex(np.concatenate([inits, valid.ravel()])))
+    observed = tr.sst.sel(time=needed).load()
+
+    def at(times):  # (N,) -> (N, Y, X), NaN where the truth store has no such time
+        return observed.reindex(time=times).values
+
+    ocean = np.isfinite(clim).all(0)
+    if "mask" in tr:
+        ocean &= tr["mask"].values.astype(bool)
+    base_w = lat_weights(tr.lat.values)[:, None] * ocean
+    weights = {r: base_w * region_mask(tr.lat.values, tr.lon.values, r) for r in regions}
+
+    init_anomaly = at(inits) - clim[seasonal_index(inits, step)]  # (I, Y, X)
+    rows = []
+    for li, lead in enumerate(fc.lead.values):
+        vt = valid[:, li]
+        truth_l = at(vt)
+        clim_l = clim[seasonal_index(vt, step)]
+        candidates = {
+            name: fc.sst.isel(lead=li).values,
+            "climatology": clim_l,
+            "persistence": clim_l + init_anomaly,
+        }
+        for region in regions:
+            scored = {
+                key: aggregate(weighted_scores(values, truth_l, weights[region], clim_l))
+                for key, values in candidates.items()
+            }
+            for key, s in scored.items():
+                rows.append(
+                    {
+                        "forecast": key,
+                        "region": region,
+                        "lead": int(lead),
+                        "rmse": s["rmse"],
+                        "bias": s["bias"],
+                        "acc": s["acc"],
+                        "skill_vs_climatology": 1 - s["rmse"] / scored["climatology"]["rmse"],
+                        "skill_vs_persistence": 1 - s["rmse"] / scored["persistence"]["rmse"],
+                        "n_init": s["n"],
+                    }
+                )
+    table = pd.DataFrame(rows)
+    summary = (
+        table.groupby(["forecast", "region"])[
+            ["rmse", "acc", "skill_vs_climatology", "skill_vs_persistence"]
+        ]
+        .mean()
+        .reset_index()
+        .to_dict(orient="records")
+    )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / "metrics.csv"
+    json_path = out_dir / "metrics.json"
+    table.to_csv(csv_path, index=False, float_format="%.6g")
+    payload = {
+        "forecast": name,
+        "run": fc.attrs.get("run"),
+        "climatology_period": [str(start) if start else None, str(end)],
+        "lead_units": fc.lead.attrs.get("units"),
+        "summary_mean_over_leads": summary,
+        "rows": json.loads(table.to_json(orient="records")),
+    }
+    json_path.write_text(json.dumps(payload, indent=1))
+    return MetricsResult(table=table, json_path=json_path, csv_path=csv_path, summary=summary)
+

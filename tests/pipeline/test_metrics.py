@@ -1,0 +1,103 @@
+"""Metrics against brute-force numpy and identities (WeatherBench 2 conventions)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.baselines import baseline_forecast
+from pipeline.metrics import aggregate, evaluate, lat_weights, region_mask, weighted_scores
+
+
+@pytest.fixture
+def fields():
+    rng = np.random.default_rng(3)
+    lat = np.array([-45.0, -15.0, 0.0, 15.0, 45.0])
+    lon = np.array([10.0, 100.0, 200.0, 230.0, 300.0])
+    truth = 20 + rng.normal(0, 2, (4, 5, 5))
+    forecast = truth + rng.normal(0.3, 0.5, (4, 5, 5))
+    clim = 20 + rng.normal(0, 0.5, (4, 5, 5))
+    forecast[1, 2, 3] = np.nan  # a missing forecast value is left out
+    return lat, lon, forecast, truth, clim
+
+
+def brute_force(forecast, truth, clim, weights):
+    mse, bias, acc = [], [], []
+    for f, o, c in zip(forecast, truth, clim, strict=True):
+        ok = np.isfinite(f) & np.isfinite(o) & (weights > 0)
+        w = weights[ok] / weights[ok].sum()
+        e = f[ok] - o[ok]
+        mse.append(np.sum(w * e * e))
+        bias.append(np.sum(w * e))
+        fa, oa = f[ok] - c[ok], o[ok] - c[ok]
+        acc.append(np.sum(w * fa * oa) / np.sqrt(np.sum(w * fa**2) * np.sum(w * oa**2)))
+    return np.array(mse), np.array(bias), np.array(acc)
+
+
+def test_weighted_scores_match_brute_force(fields):
+    lat, lon, forecast, truth, clim = fields
+    weights = lat_weights(lat)[:, None] * np.ones(5)
+    scores = weighted_scores(forecast, truth, weights, clim)
+    mse, bias, acc = brute_force(forecast, truth, clim, weights)
+    np.testing.assert_allclose(scores["mse"], mse, rtol=1e-12)
+    np.testing.assert_allclose(scores["bias"], bias, rtol=1e-12)
+    np.testing.assert_allclose(scores["acc"], acc, rtol=1e-12)
+    agg = aggregate(scores)
+    assert agg["rmse"] == pytest.approx(np.sqrt(mse.mean()))
+    assert agg["acc"] == pytest.approx(acc.mean())
+
+
+def test_a_perfect_forecast_has_zero_rmse_and_unit_acc(fields):
+    lat, _, _, truth, clim = fields
+    agg = aggregate(weighted_scores(truth, truth, lat_weights(lat)[:, None], clim))
+    assert agg["rmse"] == 0.0
+    assert agg["bias"] == 0.0
+    assert agg["acc"] == pytest.approx(1.0)
+
+
+def test_a_constant_offset_is_pure_bias(fields):
+    lat, _, _, truth, _ = fields
+    agg = aggregate(weighted_scores(truth + 0.7, truth, lat_weights(lat)[:, None]))
+    assert agg["rmse"] == pytest.approx(0.7)
+    assert agg["bias"] == pytest.approx(0.7)
+
+
+def test_region_weights_exclude_points_outside(fields):
+    lat, lon, forecast, truth, clim = fields
+    nino = region_mask(lat, lon, "nino34")
+    assert nino.sum() == 2  # lat 0 at lon 200 and 230
+    weights = lat_weights(lat)[:, None] * nino
+    far = forecast.copy()
+    far[:, ~nino] += 100.0  # errors outside the region do not count
+    np.testing.assert_allclose(
+        weighted_scores(far, truth, weights, clim)["mse"],
+        weighted_scores(forecast, truth, weights, clim)["mse"],
+    )
+
+
+def test_area_weights_are_cosine_latitude():
+    np.testing.assert_allclose(lat_weights(np.array([0.0, 60.0, 90.0])), [1.0, 0.5, 0.0],
+                               atol=1e-15)
+
+
+def test_unknown_region_is_an_error():
+    with pytest.raises(ValueError, match="nino34"):
+        region_mask(np.zeros(1), np.zeros(1), "arctic")
+
+
+def test_evaluate_scores_the_persistence_baseline_as_persistence(model_store, tmp_path):
+    inits = np.array(["1995-01-01", "1995-02-01", "1995-03-01"], dtype="datetime64[ns]")
+    out = baseline_forecast("persistence", model_store, tmp_path / "p.zarr", inits=inits,
+                            leads=3, train_end="1994-12")
+    result = evaluate(out, model_store, tmp_path / "metrics")
+    table = result.table
+    ours = table[table.forecast == "persistence"].set_index(["region", "lead"])
+    assert np.allclose(ours["skill_vs_persistence"].drop("nino34"), 0.0)
+    assert (ours.loc["nino34", "n_init"] == 0).all()  # no grid point within 5S-5N
+    glob = table[(table.region == "global")].pivot(index="lead", columns="forecast",
+                                                   values="rmse")
+    assert (glob["persistence"] < glob["climatology"]).all()  # AR(1) with phi = 0.8
+    payload = json.loads(result.json_path.read_text())
+    assert payload["climatology_period"] == ["1980-01-01", "1994-12-01"]
+    assert len(payload["rows"]) == len(table) == 2 * 5 * 3  # persistence, climatology
+    assert result.csv_path.read_text().startswith("forecast,region,lead,rmse")

@@ -1,7 +1,88 @@
-"""Subcommands of `sstcast` (see flows/cli.py)."""
+"""Subcommands of `sstcast` (see flows/cli.py): `ingest` and `info`."""
 
 from __future__ import annotations
+
+import argparse
 
 
 def register(subparsers) -> None:
     """Add this area's subcommands to the `sstcast` parser."""
+    from pipeline.sources import DEFAULT_SOURCE, SOURCES
+
+    ingest = subparsers.add_parser(
+        "ingest",
+        help="fetch an SST product and append it to a zarr store",
+        description="Fetch an SST product (synthetic by default, no network) and append the "
+        "new time steps to a zarr store; re-runs add only what is new.",
+    )
+    ingest.add_argument(
+        "--source",
+        default=DEFAULT_SOURCE,
+        choices=sorted(SOURCES),
+        help=f"product to ingest (default: {DEFAULT_SOURCE})",
+    )
+    ingest.add_argument(
+        "--mirror",
+        help="base URL (http(s)://, file://) or folder with the "
+        "product's NOAA layout, replacing NOAA's host",
+    )
+    ingest.add_argument("--start", help="first date, YYYY-MM[-DD]")
+    ingest.add_argument("--end", help="last date, YYYY-MM[-DD]")
+    ingest.add_argument("--store", required=True, help="zarr store path or fsspec URL")
+    ingest.add_argument("--grid", type=float, help="coarsen to this many degrees (area-weighted)")
+    ingest.add_argument(
+        "--freq",
+        choices=["daily", "weekly", "monthly"],
+        help="resample a daily product to weekly or monthly means",
+    )
+    ingest.add_argument(
+        "--cache-dir", help="where fetched files are kept (default: ~/.cache/sstcast/<source>)"
+    )
+    ingest.add_argument(
+        "--dask-address",
+        help="dask.distributed scheduler address "
+        "(default: $DASK_SCHEDULER_ADDRESS, else local threads)",
+    )
+    ingest.add_argument(
+        "--synthetic-resolution",
+        type=float,
+        help="grid in degrees of the synthetic sources (default 1)",
+    )
+    ingest.set_defaults(func=_ingest)
+
+    info = subparsers.add_parser(
+        "info",
+        help="describe a zarr store",
+        description="Summarise and validate an sstcast zarr store.",
+    )
+    info.add_argument("--store", required=True, help="zarr store path or fsspec URL")
+    info.add_argument("--full", action="store_true", help="also validate every value")
+    info.set_defaults(func=_info)
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from pipeline.ingest import ingest
+
+    result = ingest(
+        args.source,
+        args.store,
+        mirror=args.mirror,
+        start=args.start,
+        end=args.end,
+        grid=args.grid,
+        cache_dir=args.cache_dir,
+        dask_address=args.dask_address,
+        freq=args.freq,
+        resolution=args.synthetic_resolution,
+    )
+    print(result.summary())
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from pipeline.store import describe, validate_store
+
+    validate_store(args.store, full=args.full)
+    print(describe(args.store))
+    print("  valid      yes" + (" (all values checked)" if args.full else ""))
+    return 0

@@ -300,7 +300,13 @@ def write_cobe2(path, start, end, *, resolution: float = 1.0, seed: int = 0) -> 
     }
     ds.attrs = {"title": "synthetic data in the COBE-SST2 layout", "Conventions": "CF-1.2"}
     encoding = {
-        "sst": {"dtype": "float32", "_FillValue": 1e20, "zlib": True, "complevel": 4},
+        "sst": {
+            "dtype": "float32",
+            "_FillValue": 1e20,
+            "zlib": True,
+            "complevel": 4,
+            "chunksizes": (1, ds.sizes["lat"], ds.sizes["lon"]),
+        },
         "time": {"units": "days since 1891-01-01", "calendar": "standard", "dtype": "float64"},
         "lat": {"dtype": "float32", "_FillValue": None},
         "lon": {"dtype": "float32", "_FillValue": None},
@@ -435,8 +441,9 @@ def write_oisst_weekly(folder, start, end, *, resolution: float = 1.0, seed: int
     mask = ds["mask"].values
     # Fill land with the zonal mean of the ocean values, as a stand-in for interpolation.
     sst = ds["sst"].values
-    zonal = np.nanmean(np.where(mask, sst, np.nan), axis=2, keepdims=True)
-    zonal = np.where(np.isnan(zonal), FREEZING, zonal)
+    count = mask.sum(axis=1)[None, :, None]
+    total = np.where(mask, sst, 0.0).sum(axis=2, keepdims=True)
+    zonal = np.where(count > 0, total / np.maximum(count, 1), FREEZING).astype(np.float32)
     filled = np.where(mask[None], sst, np.broadcast_to(zonal, sst.shape))
     data = xr.Dataset(
         {

@@ -1,0 +1,247 @@
+"""Lazy (dask) preprocessing from a product's files to the canonical form of DESIGN.md §3.
+
+Kernels work on xarray objects backed by dask and never load a whole product: opening is by
+file with small chunks, and every step below is elementwise or a reduction over small blocks.
+
+- `open_source_files`: files -> raw DataArray (time, lat, lon) with the product's CF decoding.
+- `standardise`: lat ascending, lon 0..360, times at the start of their period, °C, float32.
+- `apply_mask`: land -> NaN, from a mask file or from the data itself.
+- `coarsen`: area-weighted (cos lat) averaging onto a grid an integer factor coarser.
+- `resample`: daily -> weekly (Sunday starts) or monthly (month starts), complete periods only.
+- `climatology`, `anomalies`: per calendar month (or week/day of year) over a period.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from pipeline.sources import Source
+
+WEEK_ORIGIN = pd.Timestamp("1989-12-31")  # a Sunday: weeks start on Sundays, as PSL's OISST v2
+FREQS = {
+    "MS": "MS",
+    "M": "MS",
+    "monthly": "MS",
+    "W": "7D",
+    "7D": "7D",
+    "weekly": "7D",
+    "D": "D",
+    "daily": "D",
+}
+
+
+def canonical_freq(freq: str | None) -> str | None:
+    """ "MS", "7D" or "D" for the accepted spellings (None stays None)."""
+    if freq is None:
+        return None
+    if freq not in FREQS:
+        raise ValueError(f"freq: expected one of {sorted(FREQS)}, got {freq!r}")
+    return FREQS[freq]
+
+
+def open_source_files(paths: list[Path], source: Source) -> xr.DataArray:
+    """The variable of `source` from `paths` (per-step files or one file), lazily.
+
+    Returns a dask-backed DataArray (time, lat, lon) as stored in the files (CF-decoded:
+    scale/offset applied, fill values as NaN), with extra singleton dims (zlev, lev) dropped.
+    """
+    if not paths:
+        raise ValueError(f"paths: expected at least one {source.name} file, got none")
+    # chunks={}: dask chunks follow the files' own netCDF chunks (one map per step for the
+    # NOAA products), so nothing is read twice and memory per task stays one map.
+    kwargs = {"engine": "netcdf4", "chunks": {}, "decode_times": True}
+    try:
+        if len(paths) == 1:
+            ds = xr.open_dataset(paths[0], **kwargs)
+        else:
+            ds = xr.open_mfdataset(
+                [str(p) for p in paths],
+                combine="nested",
+                concat_dim="time",
+                data_vars="minimal",
+                coords="minimal",
+                compat="override",
+                join="override",
+                parallel=False,
+                **kwargs,
+            )
+    except (OSError, ValueError, RuntimeError) as error:
+        raise ValueError(f"paths: could not open the {source.name} files ({error})") from error
+    if source.variable not in ds:
+        raise ValueError(f"paths: expected a variable {source.variable!r}, got {list(ds)}")
+    da = ds[source.variable]
+    for dim in source.squeeze_dims:
+        if dim in da.dims:
+            da = da.isel({dim: 0}, drop=True)
+    return da
+
+
+def period_start(times, step: str) -> pd.DatetimeIndex:
+    """Each time moved to the start of its period: month start ("MS"), Sunday ("7D") or day."""
+    times = pd.DatetimeIndex(times)
+    if step == "MS":
+        return times.to_period("M").to_timestamp()
+    days = times.normalize()
+    if step == "7D":
+        return days - pd.to_timedelta((days.dayofweek + 1) % 7, unit="D")
+    return days
+
+
+def standardise(da: xr.DataArray, step: str) -> xr.DataArray:
+    """Canonical coordinates and units, lazily: (time, lat, lon) float32 °C, lat ascending,
+    lon in 0..360 ascending, times at their period start (step "MS", "7D" or "D")."""
+    missing = {"time", "lat", "lon"} - set(da.dims)
+    if missing:
+        raise ValueError(f"da: expected dims time, lat, lon, got {da.dims}")
+    da = da.transpose("time", "lat", "lon")
+    units = str(da.attrs.get("units", "degC")).lower()
+    if units in ("k", "kelvin", "degk"):
+        da = da - 273.15
+    lon = np.mod(da["lon"].values.astype(np.float64), 360.0)
+    da = da.assign_coords(
+        lat=da["lat"].values.astype(np.float64),
+        lon=lon,
+        time=period_start(da["time"].values, step),
+    )
+    if np.any(np.diff(da["lat"].values) < 0):
+        da = da.isel(lat=slice(None, None, -1))
+    if np.any(np.diff(lon) < 0):
+        da = da.sortby("lon")
+    if not pd.DatetimeIndex(da["time"].values).is_unique:
+        raise ValueError("da.time: two files or records fall in the same period")
+    da = da.astype(np.float32)
+    da.attrs = {
+        "standard_name": "sea_surface_temperature",
+        "units": "degC",
+        "long_name": "sea surface temperature",
+    }
+    return da.rename("sst")
+
+
+def mask_from_file(path: Path, variable: str) -> xr.DataArray:
+    """An ocean mask (lat, lon) bool from a land-sea mask file (1 = ocean), canonical order."""
+    with xr.open_dataset(path, engine="netcdf4") as ds:
+        mask = ds[variable].squeeze(drop=True).load() > 0
+    mask = mask.assign_coords(
+        lat=mask["lat"].values.astype(np.float64),
+        lon=np.mod(mask["lon"].values.astype(np.float64), 360.0),
+    )
+    if np.any(np.diff(mask["lat"].values) < 0):
+        mask = mask.isel(lat=slice(None, None, -1))
+    return mask.sortby("lon").rename("mask")
+
+
+def mask_from_data(sst: xr.DataArray) -> xr.DataArray:
+    """Ocean = cells with a value at the first time step (the products' land is fixed)."""
+    return np.isfinite(sst.isel(time=0, drop=True)).load().rename("mask")
+
+
+def apply_mask(sst: xr.DataArray, mask: xr.DataArray) -> xr.Dataset:
+    """The canonical Dataset: sst NaN where mask is False, plus the mask."""
+    if mask.shape != sst.shape[1:]:
+        raise ValueError(f"mask: expected shape {sst.shape[1:]}, got {mask.shape}")
+    mask = mask.astype(bool).assign_coords(lat=sst["lat"], lon=sst["lon"])
+    return xr.Dataset({"sst": sst.where(mask), "mask": mask})
+
+
+def coarsen(ds: xr.Dataset, resolution: float) -> xr.Dataset:
+    """Area-weighted average onto a grid `resolution` degrees (an integer multiple of the
+    native spacing). Weights are cos(lat) over ocean cells; a coarse cell is ocean when at
+    least half of its area is. ds: canonical (sst (time, lat, lon), mask (lat, lon))."""
+    native = float(np.median(np.diff(ds["lat"].values)))
+    factor = resolution / native
+    if not (np.isclose(factor, round(factor)) and round(factor) >= 1):
+        raise ValueError(
+            f"grid: expected a multiple of the native {native:g}° grid, got {resolution!r}"
+        )
+    f = round(factor)
+    if f == 1:
+        return ds
+    if ds.sizes["lat"] % f or ds.sizes["lon"] % f:
+        raise ValueError(
+            f"grid: {resolution}° does not divide the {ds.sizes['lat']} x "
+            f"{ds.sizes['lon']} native grid evenly"
+        )
+    weights = np.cos(np.deg2rad(ds["lat"])).astype(np.float32) * xr.ones_like(
+        ds["lon"], dtype=np.float32
+    )
+    ocean_w = weights.where(ds["mask"], 0.0)
+    block = {"lat": f, "lon": f}
+    area = weights.coarsen(block).sum()
+    ocean_area = ocean_w.coarsen(block).sum()
+    mask = (ocean_area >= 0.5 * area).load()
+    valid_w = ocean_w * np.isfinite(ds["sst"])
+    total = (ds["sst"].fillna(0) * ocean_w).coarsen(block).sum()
+    weight = valid_w.coarsen(block).sum()
+    sst = (total / weight.where(weight > 0)).astype(np.float32)  # no 0/0 over land
+    sst = sst.assign_coords(lat=mask["lat"], lon=mask["lon"]).where(mask)
+    sst.attrs = ds["sst"].attrs
+    return xr.Dataset({"sst": sst, "mask": mask}, attrs=ds.attrs)
+
+
+def resample(ds: xr.Dataset, freq: str) -> xr.Dataset:
+    """Average daily steps into weekly (Sundays, "7D") or monthly ("MS") periods, keeping only
+    complete periods (every day present). ds: canonical, daily."""
+    freq = canonical_freq(freq)
+    times = pd.DatetimeIndex(ds["time"].values)
+    if freq == "D":
+        return ds
+    if freq == "7D":
+        kwargs = {"time": "7D", "origin": WEEK_ORIGIN}
+    else:
+        kwargs = {"time": "MS"}
+    counts = xr.DataArray(np.ones(times.size), coords={"time": times}).resample(**kwargs).sum()
+    labels = pd.DatetimeIndex(counts["time"].values)
+    expected = 7 if freq == "7D" else labels.days_in_month.to_numpy()
+    complete = counts.values == expected
+    sst = ds["sst"].resample(**kwargs).mean(skipna=False)
+    sst = sst.isel(time=np.flatnonzero(complete)).astype(np.float32)
+    sst.attrs = ds["sst"].attrs
+    return xr.Dataset({"sst": sst, "mask": ds["mask"]}, attrs=ds.attrs)
+
+
+def _season_key(times: pd.DatetimeIndex, step: str) -> np.ndarray:
+    if step == "MS":
+        return times.month.to_numpy()
+    if step == "7D":
+        return np.minimum((times.dayofyear.to_numpy() - 1) // 7 + 1, 52)
+    return np.minimum(times.dayofyear.to_numpy(), 365)
+
+
+def climatology(ds: xr.Dataset | xr.DataArray, period=None, *, step: str = "MS"):
+    """Mean seasonal cycle over `period` (a (start, end) pair or slice of dates; None: all).
+
+    Returns the mean per season index ("season": month 1..12 for "MS", week 1..52 for "7D",
+    day of year 1..365 for "D") with the spatial dims of the input.
+    """
+    sel = ds
+    if period is not None:
+        span = period if isinstance(period, slice) else slice(*period)
+        sel = ds.sel(time=span)
+    if sel.sizes["time"] == 0:
+        raise ValueError(f"period: expected a span with data, got {period!r}")
+    key = xr.DataArray(
+        _season_key(pd.DatetimeIndex(sel["time"].values), canonical_freq(step)),
+        dims="time",
+        name="season",
+    )
+    fields = sel[["sst"]] if isinstance(sel, xr.Dataset) else sel
+    return fields.groupby(key).mean("time")
+
+
+def anomalies(ds, clim, *, step: str = "MS"):
+    """`ds` minus its seasonal `clim` (from `climatology`), matched by season index."""
+    key = xr.DataArray(
+        _season_key(pd.DatetimeIndex(ds["time"].values), canonical_freq(step)),
+        dims="time",
+        coords={"time": ds["time"]},
+        name="season",
+    )
+    fields = ds[["sst"]] if isinstance(ds, xr.Dataset) and isinstance(clim, xr.Dataset) else ds
+    if isinstance(fields, xr.Dataset) and not isinstance(clim, xr.Dataset):
+        fields = fields["sst"]
+    return fields - clim.sel(season=key).drop_vars("season")

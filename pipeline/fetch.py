@@ -175,8 +175,15 @@ def check_file(path: Path, source: Source, *, url: str = "", variable: str | Non
                     f"layout, found {sorted(nc.variables)}",
                     where,
                 )
-            if variable == source.variable and "time" not in nc.variables:
-                raise CorruptFileError(f"{where}: expected a time coordinate", where)
+            dims = nc[variable].dimensions
+            if variable == source.variable:
+                want = ("time", *source.squeeze_dims, "lat", "lon")
+                if tuple(dims) != want:
+                    raise CorruptFileError(
+                        f"{where}: expected {variable} with dims {want} ({source.name} layout), "
+                        f"got {tuple(dims)}",
+                        where,
+                    )
             nc.set_auto_mask(False)
             nc[variable][:]  # read it all: catches truncated or corrupt chunks
     except CorruptFileError:

@@ -87,7 +87,7 @@ def period_start(times, step: str) -> pd.DatetimeIndex:
         return times.to_period("M").to_timestamp()
     days = times.normalize()
     if step == "7D":
-        return days - pd.to_timedelta((days.dayofweek + 1) % 7, unit="D")
+        return days - pd.to_timedelta((days.day_of_week + 1) % 7, unit="D")
     return days
 
 

@@ -142,9 +142,9 @@ def _days_since_epoch(times: pd.DatetimeIndex) -> np.ndarray:
     return ((times - EPOCH) / pd.Timedelta(days=1)).to_numpy(dtype=np.float64)
 
 
-def _interp_weights(src: np.ndarray, dst: np.ndarray, period: float | None) -> np.ndarray:
-    """Linear interpolation matrix (ndst, nsrc) from sorted points src to dst."""
-    weights = np.zeros((dst.size, src.size))
+def _bracket(src: np.ndarray, dst: np.ndarray, period: float | None):
+    """For linear interpolation from sorted points src (nsrc,) to dst (ndst,): the indices of
+    the two neighbours (lo, hi) and the weight of hi, each (ndst,)."""
     if period is not None:  # periodic axis: extend by one point on each side
         src_ext = np.concatenate([[src[-1] - period], src, [src[0] + period]])
         index = np.concatenate([[src.size - 1], np.arange(src.size), [0]])
@@ -153,11 +153,17 @@ def _interp_weights(src: np.ndarray, dst: np.ndarray, period: float | None) -> n
     pos = np.clip(np.interp(dst, src_ext, np.arange(src_ext.size)), 0, src_ext.size - 1)
     lo = np.floor(pos).astype(int)
     hi = np.minimum(lo + 1, src_ext.size - 1)
-    frac = pos - lo
-    rows = np.arange(dst.size)
-    np.add.at(weights, (rows, index[lo]), 1 - frac)
-    np.add.at(weights, (rows, index[hi]), frac)
-    return weights
+    return index[lo], index[hi], (pos - lo).astype(np.float32)
+
+
+def _lerp(values: np.ndarray, axis: int, bracket) -> np.ndarray:
+    """Interpolate `values` along `axis` with a `_bracket`. Elementwise on purpose: the result
+    at each point never depends on how many points are computed (BLAS blocking would)."""
+    lo, hi, frac = bracket
+    shape = [1] * values.ndim
+    shape[axis] = frac.size
+    frac = frac.reshape(shape)
+    return np.take(values, lo, axis=axis) * (1 - frac) + np.take(values, hi, axis=axis) * frac
 
 
 def _knot_noise(knots: np.ndarray, shape: tuple[int, int], seed: int) -> np.ndarray:
@@ -187,20 +193,14 @@ def _red_noise(times: pd.DatetimeIndex, lat: np.ndarray, lon: np.ndarray, seed: 
     # Truncated AR(1) as a causal FIR filter; outputs from index HISTORY on have full history.
     ar = lfilter(taps, [1.0], white, axis=0)[NOISE_HISTORY:]  # AR state at knots first..last
     # Interpolate in time between knots, then in space onto the requested grid.
-    w_time = _interp_weights(np.arange(first, last + 1, dtype=float), knot_pos, None)
-    coarse = np.tensordot(w_time, ar, axes=1)  # (ntime, nlat_c, nlon_c)
+    knot_index = np.arange(first, last + 1, dtype=float)
+    coarse = _lerp(ar.astype(np.float32), 0, _bracket(knot_index, knot_pos, None))
     lat_c = np.linspace(-90, 90, nlat_c)
     lon_c = np.arange(nlon_c) * NOISE_GRID_DEG
-    w_lat = _interp_weights(lat_c, lat, None)
-    w_lon = _interp_weights(lon_c, lon, 360.0)
-    # Two plain 2-D matrix products in float32 (stacked matmuls are much slower):
-    # (ntime*nlat_c, nlon_c) @ (nlon_c, nlon), then (nlat, nlat_c) @ (nlat_c, ntime*nlon).
-    ntime = coarse.shape[0]
-    f32 = np.float32
-    by_lon = coarse.astype(f32).reshape(-1, nlon_c) @ w_lon.T.astype(f32)
-    by_lon = by_lon.reshape(ntime, nlat_c, lon.size).transpose(1, 0, 2).reshape(nlat_c, -1)
-    full = (w_lat.astype(f32) * f32(NOISE_STD)) @ by_lon  # (nlat, ntime*nlon)
-    return np.ascontiguousarray(full.reshape(lat.size, ntime, lon.size).transpose(1, 0, 2))
+    by_lon = _lerp(coarse, 2, _bracket(lon_c, lon, 360.0))  # (ntime, nlat_c, nlon)
+    full = _lerp(by_lon, 1, _bracket(lat_c, lat, None))  # (ntime, nlat, nlon)
+    full *= np.float32(NOISE_STD)
+    return full
 
 
 def sst_fields(times: pd.DatetimeIndex, lat: np.ndarray, lon: np.ndarray, seed: int = 0):
@@ -436,7 +436,7 @@ def write_oisst_weekly(folder, start, end, *, resolution: float = 1.0, seed: int
     mask (time=1, lat, lon) int8, 1 over ocean. Returns [data path, mask path].
     """
     first = pd.Timestamp(start)
-    first = first - pd.Timedelta(days=(first.dayofweek + 1) % 7)  # back to a Sunday
+    first = first - pd.Timedelta(days=(first.day_of_week + 1) % 7)  # back to a Sunday
     ds = synthetic_dataset(first, end, freq="7D", resolution=resolution, seed=seed)
     mask = ds["mask"].values
     # Fill land with the zonal mean of the ocean values, as a stand-in for interpolation.

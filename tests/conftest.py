@@ -46,3 +46,104 @@ def model_store(tmp_path):
 def make_ar1_sst():
     """The `ar1_sst` maker, for tests that need other periods, sizes or seeds."""
     return ar1_sst
+
+
+# --- data area (issue 4) ----------------------------------------------------------------
+
+
+class NoaaMirror:
+    """A real HTTP server on 127.0.0.1 serving `root` in NOAA's layouts, with faults on demand.
+
+    `fail[path] = [500, 500]` answers those statuses first; `drop[path] = n` sends the headers
+    and n bytes, then closes the connection (once); `requests` logs (method, path, Range).
+    Range requests get 206 with the requested tail; HEAD gives size and Last-Modified.
+    """
+
+    def __init__(self, root):
+        import http.server
+        import threading
+        from email.utils import formatdate
+        from pathlib import Path
+
+        self.root = Path(root)
+        self.fail: dict[str, list[int]] = {}
+        self.drop: dict[str, int] = {}
+        self.requests: list[tuple[str, str, str | None]] = []
+        mirror = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def _serve(self, body: bool):
+                path = self.path.split("?")[0].lstrip("/")
+                mirror.requests.append((self.command, path, self.headers.get("Range")))
+                if mirror.fail.get(path):
+                    code = mirror.fail[path].pop(0)
+                    self.send_response(code)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                file = mirror.root / path
+                if not file.is_file():
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                data = file.read_bytes()
+                start = 0
+                rng = self.headers.get("Range")
+                if rng and rng.startswith("bytes="):
+                    start = int(rng[6:].split("-")[0])
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(len(data) - start))
+                self.send_header("Last-Modified", formatdate(file.stat().st_mtime, usegmt=True))
+                self.end_headers()
+                if not body:
+                    return
+                payload = data[start:]
+                if path in mirror.drop:
+                    cut = mirror.drop.pop(path)
+                    self.wfile.write(payload[:cut])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                self.wfile.write(payload)
+
+            def do_GET(self):
+                self._serve(body=True)
+
+            def do_HEAD(self):
+                self._serve(body=False)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def gets(self, path_end: str) -> list[tuple[str, str, str | None]]:
+        """The GET requests for paths ending in `path_end`."""
+        return [r for r in self.requests if r[0] == "GET" and r[1].endswith(path_end)]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def noaa_mirror(tmp_path):
+    """A `NoaaMirror` over an empty folder tmp_path/"mirror" (write files there with
+    pipeline.synthetic.write_layout); its base URL is `noaa_mirror.url`."""
+    root = tmp_path / "mirror"
+    root.mkdir()
+    server = NoaaMirror(root)
+    yield server
+    server.close()

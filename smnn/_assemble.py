@@ -1,10 +1,7 @@
-"""The least-squares rows of DESIGN.md §2, matrix-free, and the normal equations they give.
+"""The normal equations of DESIGN.md §2's rows: blocks of M = AᵀW²A and β = AᵀW²y.
 
-Two jobs, both from one description of the rows:
-- `normal_equations`: the blocks of M = AᵀW²A (block-banded) and β = AᵀW²y, built directly,
-  never forming A. Used by the forward solve, outside autograd.
-- `weighted_residuals`: W(A·x − y) row group by row group, differentiable in the inputs.
-  The backward pass differentiates ⟨W A λ, W(A x − y)⟩ through it (see `_solve.py`).
+Built directly per step, never forming A, outside autograd (the backward pass is analytic,
+see `_adjoint.py`).
 
 Smoothness rows touch one state dim d at a time and scale as P(h) = P(1)·diag(h^o), so each
 interval's contribution to M is diag(h^o) · C · diag(h^o) with constant K×K matrices C.
@@ -40,10 +37,15 @@ def taylor_rows(k_len: int, central: bool, dtype: torch.dtype, device: torch.dev
     return pa, pb
 
 
-def step_powers(steps: torch.Tensor, k_len: int) -> torch.Tensor:
-    """h^o for o = 0..K-1: (N, T-1) -> (N, T-1, K)."""
-    orders = torch.arange(k_len, dtype=steps.dtype, device=steps.device)
-    return steps.unsqueeze(-1) ** orders
+def step_powers(steps: torch.Tensor, k_len: int, dim: int = -1) -> torch.Tensor:
+    """h^o for o = 0..K-1, stacked at `dim`: (N, T-1) -> (N, T-1, K) by default.
+
+    Repeated products, not `pow`: far cheaper, and differentiable alike.
+    """
+    powers = [torch.ones_like(steps), steps]
+    for _ in range(2, k_len):
+        powers.append(powers[-1] * steps)
+    return torch.stack(powers[:k_len], dim=dim)
 
 
 def central_weights(steps: torch.Tensor, k_len: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,15 +54,17 @@ def central_weights(steps: torch.Tensor, k_len: int) -> tuple[torch.Tensor, torc
     return big_h ** (k_len - 3), big_h ** (k_len - 2)
 
 
-def _add_per_dim(blocks: torch.Tensor, small: torch.Tensor, d_len: int) -> None:
-    """blocks (N, T', b, b) += kron(I_D, small) with small (N, T', K, K), in place."""
+def _add_per_dim(blocks: torch.Tensor, const: torch.Tensor, hh: torch.Tensor, d_len: int):
+    """blocks (T', b, b, N) += kron(I_D, const ⊙ hh), const (K, K), hh (T', K, K, N)."""
+    const = const.unsqueeze(-1)  # (K, K, 1)
     if d_len == 1:
-        blocks += small
+        blocks.addcmul_(const, hh)
         return
-    n, t, b, _ = blocks.shape
+    t, b, _, n = blocks.shape
     k = b // d_len
-    view = blocks.view(n, t, d_len, k, d_len, k)
-    torch.diagonal(view, dim1=2, dim2=4).add_(small.unsqueeze(-1))  # (N, T', K, K, D)
+    view = blocks.view(t, d_len, k, d_len, k, n)
+    per_dim = torch.diagonal(view, dim1=1, dim2=3)  # (T', K, K, N, D)
+    per_dim.addcmul_(const.unsqueeze(-1), hh.unsqueeze(-1))
 
 
 @torch.no_grad()
@@ -70,90 +74,65 @@ def normal_equations(p: Problem, central: bool):
     Returns:
         diag: (N, T, b, b), M[t, t]; bands: tuple of (N, T-1, b, b) M[t+1, t] and, when
         central, (N, T-2, b, b) M[t+2, t]; beta: (N, T, b). b = D·K, unknown index d·K + k.
+        diag and bands are views of batch-last (T', b, b, N) storage, the layout the
+        sequential method factors in place.
     """
     n, t_len, e_len, d_len, k_len = p.coefficients.shape
     b = d_len * k_len
     dtype, device = p.coefficients.dtype, p.coefficients.device
     w_eq2, w_iv2, w_sm2 = p.weight_equation**2, p.weight_init**2, p.weight_smooth**2
 
-    # Equation rows: w² Σ_e c cᵀ and w² Σ_e c r.
+    # Equation rows: w² Σ_e c cᵀ (batch-last) and w² Σ_e c r.
     c = p.coefficients.reshape(n, t_len, e_len, b)
+    c_last = c.permute(1, 2, 3, 0).contiguous()  # (T, E, b, N)
     if e_len == 1:
-        c1 = c[:, :, 0]
-        diag = c1.unsqueeze(-1) * c1.unsqueeze(-2)  # (N, T, b, b)
-        beta = c1 * p.rhs  # (N, T, b)
+        diag = c_last[:, 0].unsqueeze(2) * c_last[:, 0].unsqueeze(1)  # (T, b, b, N)
+        beta = c[:, :, 0] * p.rhs  # (N, T, b)
     else:
-        diag = torch.einsum("nteb,ntec->ntbc", c, c)
+        diag = torch.einsum("teiN,tejN->tijN", c_last, c_last)
         beta = torch.einsum("nteb,nte->ntb", c, p.rhs)
     if w_eq2 != 1.0:
         diag *= w_eq2
         beta *= w_eq2
+    diag_v = diag.view(t_len, d_len, k_len, d_len, k_len, n)
 
     # Initial-value rows: identity on the first J orders of the first S steps.
     s_len, j_len = p.s_len, p.j_len
     if s_len and j_len:
-        iv_diag = torch.diagonal(diag[:, :s_len], dim1=-2, dim2=-1).view(n, s_len, d_len, k_len)
-        iv_diag[..., :j_len] += w_iv2
+        per_dim = torch.diagonal(diag_v[:s_len], dim1=1, dim2=3)  # (S, K, K, N, D)
+        torch.diagonal(per_dim, dim1=1, dim2=2)[..., :j_len] += w_iv2  # (S, N, D, K)
         beta.view(n, t_len, d_len, k_len)[:, :s_len, :, :j_len] += w_iv2 * p.init_vars
 
     # Smoothness rows: diag(h^o) C diag(h^o) per interval and state dim.
     pa, pb = taylor_rows(k_len, central, dtype, device)
-    hp = step_powers(p.steps, k_len)  # (N, T-1, K)
-    hh = hp.unsqueeze(-1) * hp.unsqueeze(-2)  # (N, T-1, K, K)
-    _add_per_dim(diag[:, :-1], w_sm2 * (pa.T @ pa) * hh, d_len)
-    _add_per_dim(diag[:, 1:], w_sm2 * (pb.T @ pb) * hh, d_len)
-    band0 = torch.zeros(n, t_len - 1, b, b, dtype=dtype, device=device)
-    _add_per_dim(band0, w_sm2 * (pb.T @ pa) * hh, d_len)
+    h_last = p.steps.T.contiguous()  # (T-1, N)
+    hp = step_powers(h_last, k_len, dim=1)  # (T-1, K, N)
+    hh = hp.unsqueeze(2) * hp.unsqueeze(1)  # (T-1, K, K, N)
+    _add_per_dim(diag[:-1], w_sm2 * (pa.T @ pa), hh, d_len)
+    _add_per_dim(diag[1:], w_sm2 * (pb.T @ pb), hh, d_len)
+    band0 = torch.zeros(t_len - 1, b, b, n, dtype=dtype, device=device)
+    _add_per_dim(band0, w_sm2 * (pb.T @ pa), hh, d_len)
     bands = (band0,)
 
     if central:
-        pc, qc = central_weights(p.steps, k_len)  # (N, T-2)
+        big_h = h_last[:-1] + h_last[1:]  # (T-2, N)
+        pp = w_sm2 * big_h ** (2 * k_len - 6)  # p², p = H^{K-3}
+        qq = w_sm2 * big_h ** (2 * k_len - 4)  # q², q = H^{K-2}
+        pq = w_sm2 * big_h ** (2 * k_len - 5)  # p·q
         lo, hi = k_len - 2, k_len - 1
-        band1 = torch.zeros(n, t_len - 2, b, b, dtype=dtype, device=device)
-        diag_v = diag.view(n, t_len, d_len, k_len, d_len, k_len)
-        b0_v = band0.view(n, t_len - 1, d_len, k_len, d_len, k_len)
-        b1_v = band1.view(n, t_len - 2, d_len, k_len, d_len, k_len)
-        pp, qq, pq = (
-            (w_sm2 * pc * pc)[..., None],
-            (w_sm2 * qc * qc)[..., None],
-            (w_sm2 * pc * qc)[..., None],
-        )
+        band1 = torch.zeros(t_len - 2, b, b, n, dtype=dtype, device=device)
+        b0_v = band0.view(t_len - 1, d_len, k_len, d_len, k_len, n)
+        b1_v = band1.view(t_len - 2, d_len, k_len, d_len, k_len, n)
         for d in range(d_len):
-            diag_v[:, :-2, d, lo, d, lo] += pp[..., 0]
-            diag_v[:, 1:-1, d, hi, d, hi] += qq[..., 0]
-            diag_v[:, 2:, d, lo, d, lo] += pp[..., 0]
-            b0_v[:, :-1, d, hi, d, lo] += pq[..., 0]  # M[t+1, t]
-            b0_v[:, 1:, d, lo, d, hi] -= pq[..., 0]  # M[t+2, t+1]
-            b1_v[:, :, d, lo, d, lo] -= pp[..., 0]  # M[t+2, t]
+            diag_v[:-2, d, lo, d, lo] += pp
+            diag_v[1:-1, d, hi, d, hi] += qq
+            diag_v[2:, d, lo, d, lo] += pp
+            b0_v[:-1, d, hi, d, lo] += pq  # M[t+1, t]
+            b0_v[1:, d, lo, d, hi] -= pq  # M[t+2, t+1]
+            b1_v[:, d, lo, d, lo] -= pp  # M[t+2, t]
         bands = (band0, band1)
-    return diag, bands, beta
 
+    def batch_first(x: torch.Tensor) -> torch.Tensor:
+        return x.permute(3, 0, 1, 2)
 
-def weighted_residuals(
-    p: Problem, x: torch.Tensor, central: bool, with_rhs: bool
-) -> list[torch.Tensor]:
-    """W(A x − y) (or W A x without y), one tensor per row group, differentiable in p.
-
-    Args:
-        x: (N, T, D, K), a candidate solution (or adjoint).
-
-    Returns:
-        [equation rows (N, T, E), initial-value rows (N, S, D, J),
-         smoothness rows (N, T-1, D, 2I), and, when central, central rows (N, T-2, D)].
-    """
-    k_len, s_len, j_len = p.k_len, p.s_len, p.j_len
-    eq = torch.einsum("nted,ntd->nte", p.coefficients.flatten(-2), x.flatten(-2))
-    iv = x[:, :s_len, :, :j_len]
-    if with_rhs:
-        eq = eq - p.rhs
-        iv = iv - p.init_vars
-    pa, pb = taylor_rows(k_len, central, x.dtype, x.device)
-    hp = step_powers(p.steps, k_len).unsqueeze(-2)  # (N, T-1, 1, K)
-    sm = (x[:, :-1] * hp) @ pa.T + (x[:, 1:] * hp) @ pb.T  # (N, T-1, D, 2I)
-    rows = [p.weight_equation * eq, p.weight_init * iv, p.weight_smooth * sm]
-    if central:
-        pc, qc = central_weights(p.steps, k_len)
-        pc, qc = pc.unsqueeze(-1), qc.unsqueeze(-1)
-        ce = pc * (x[:, :-2, :, k_len - 2] - x[:, 2:, :, k_len - 2]) + qc * x[:, 1:-1, :, k_len - 1]
-        rows.append(p.weight_smooth * ce)
-    return rows
+    return batch_first(diag), tuple(batch_first(x) for x in bands), beta

@@ -6,8 +6,12 @@ M[t, t], bands[0] (N, T-1, b, b) = M[t+1, t] and optionally bands[1] (N, T-2, b,
 M[t+2, t]. A block-pentadiagonal M (two bands) is solved as a block-tridiagonal one by
 pairing consecutive steps into 2b×2b blocks.
 
-`factor` takes ownership of diag and bands: it overwrites them with the factor to keep the
-peak memory at one copy of M.
+Why it looks like this: the blocks are tiny (b = D·K, often 3) and the batch is large, so a
+per-matrix LAPACK call per step is slow. We keep the factor in "batch last" layout
+(T, b, b, N) and unroll the b×b algebra into a few dozen in-place vector operations per
+step, each over all N systems at once. `factor` takes ownership of diag and bands: when
+they are views of (T, b, b, N) storage (as `_assemble.normal_equations` returns them), the
+factor overwrites that storage, so M is held once.
 """
 
 from __future__ import annotations
@@ -15,8 +19,14 @@ from __future__ import annotations
 import torch
 
 
-def _raise_not_pd(failed: torch.Tensor) -> None:
-    """failed: (N,) bool, True where a pivot block was not positive definite."""
+def _batch_last(x: torch.Tensor) -> torch.Tensor:
+    """(N, T, b, b) -> (T, b, b, N), without a copy when x is already stored that way."""
+    return x.permute(1, 2, 3, 0).contiguous()
+
+
+def _raise_not_pd(inv_pivots: torch.Tensor) -> None:
+    """inv_pivots: (..., N), 1/sqrt of the Cholesky pivots; NaN/inf where M is not SPD."""
+    failed = ~torch.isfinite(inv_pivots).flatten(0, -2).all(dim=0)  # (N,)
     if bool(failed.any()):
         index = int(failed.nonzero()[0, 0])
         raise ValueError(
@@ -27,86 +37,97 @@ def _raise_not_pd(failed: torch.Tensor) -> None:
 
 
 class TridiagonalCholesky:
-    """M = L Lᵀ for block-tridiagonal M, L with diagonal blocks L_t and sub-blocks C_t.
+    """M = L Lᵀ for block-tridiagonal M, stored batch-last.
 
-    chol: (N, T, b, b) lower-triangular L_t; sub: (N, T-1, b, b) C_t = M[t+1, t] L_t^{-T}.
+    chol: (T, b, b, N), the lower triangle of L_t, with 1/L_t[j, j] on the diagonal;
+    sub: (T-1, b, b, N), C_t = M[t+1, t] L_t^{-T}.
     """
 
     def __init__(self, diag: torch.Tensor, band: torch.Tensor):
-        n, t_len, b, _ = diag.shape
-        failed = torch.zeros(n, dtype=torch.bool, device=diag.device)
-        chol, sub = diag, band  # overwritten in place, step by step
+        """diag: (T, b, b, N) and band: (T-1, b, b, N), overwritten by the factor."""
+        t_len, b = diag.shape[0], diag.shape[1]
         for t in range(t_len):
-            l_t, info = torch.linalg.cholesky_ex(chol[:, t])
-            failed |= info != 0
-            chol[:, t] = l_t
+            s = diag[t]  # (b, b, N): the Schur complement, updated by the previous step
+            for j in range(b):
+                for k in range(j):
+                    s[j:, j].addcmul_(s[j:, k], s[j, k], value=-1.0)
+                s[j, j].rsqrt_()
+                s[j + 1 :, j].mul_(s[j, j])
             if t + 1 < t_len:
-                # C_t = B_t L_t^{-T}: solve X L_tᵀ = B_t.
-                c_t = torch.linalg.solve_triangular(l_t.mT, sub[:, t], upper=True, left=False)
-                sub[:, t] = c_t
-                chol[:, t + 1] -= c_t @ c_t.mT
-        _raise_not_pd(failed)
-        self.chol, self.sub = chol, sub
+                c = band[t]  # (b, b, N): C_t = B_t L_t^{-T}, solved column by column
+                for j in range(b):
+                    for k in range(j):
+                        c[:, j].addcmul_(c[:, k], s[j, k], value=-1.0)
+                    c[:, j].mul_(s[j, j])
+                nxt = diag[t + 1]
+                for k in range(b):  # M[t+1, t+1] - C_t C_tᵀ
+                    nxt.addcmul_(c[:, k].unsqueeze(1), c[:, k].unsqueeze(0), value=-1.0)
+        _raise_not_pd(torch.diagonal(diag, dim1=1, dim2=2))
+        self.chol, self.sub = diag, band
+
+    def solve_batch_last(self, z: torch.Tensor) -> torch.Tensor:
+        """M⁻¹ z in place: z (T, b, N) -> the same tensor holding the solution."""
+        chol, sub = self.chol, self.sub
+        t_len, b = chol.shape[0], chol.shape[1]
+        for t in range(t_len):  # L y = z
+            y = z[t]
+            if t > 0:
+                for k in range(b):
+                    y.addcmul_(sub[t - 1][:, k], z[t - 1][k], value=-1.0)
+            s = chol[t]
+            for j in range(b):
+                y[j].mul_(s[j, j])
+                if j + 1 < b:
+                    y[j + 1 :].addcmul_(s[j + 1 :, j], y[j], value=-1.0)
+        for t in range(t_len - 1, -1, -1):  # Lᵀ x = y
+            w = z[t]
+            if t + 1 < t_len:
+                for i in range(b):
+                    w.addcmul_(sub[t][i], z[t + 1][i], value=-1.0)
+            s = chol[t]
+            for j in range(b - 1, -1, -1):
+                w[j].mul_(s[j, j])
+                if j:
+                    w[:j].addcmul_(s[j, :j], w[j], value=-1.0)
+        return z
 
     def solve(self, rhs: torch.Tensor) -> torch.Tensor:
         """M⁻¹ rhs: (N, T, b) -> (N, T, b)."""
-        chol, sub = self.chol, self.sub
-        t_len = chol.shape[1]
-        z = torch.empty_like(rhs)
-        # Forward: L z = rhs.
-        prev = None
-        for t in range(t_len):
-            r_t = rhs[:, t].unsqueeze(-1)
-            if prev is not None:
-                r_t = r_t - sub[:, t - 1] @ prev
-            prev = torch.linalg.solve_triangular(chol[:, t], r_t, upper=False)
-            z[:, t] = prev.squeeze(-1)
-        # Backward: Lᵀ x = z.
-        x = torch.empty_like(rhs)
-        nxt = None
-        for t in range(t_len - 1, -1, -1):
-            z_t = z[:, t].unsqueeze(-1)
-            if nxt is not None:
-                z_t = z_t - sub[:, t].mT @ nxt
-            nxt = torch.linalg.solve_triangular(chol[:, t].mT, z_t, upper=True)
-            x[:, t] = nxt.squeeze(-1)
-        return x
+        z = rhs.permute(1, 2, 0).contiguous()  # (T, b, N), a private copy
+        return self.solve_batch_last(z).permute(2, 0, 1)
 
 
 class _Paired:
     """A block-pentadiagonal system solved as block-tridiagonal in pairs of steps."""
 
     def __init__(self, diag: torch.Tensor, band0: torch.Tensor, band1: torch.Tensor):
-        n, t_len, b, _ = diag.shape
+        """diag (T, b, b, N), band0 (T-1, b, b, N), band1 (T-2, b, b, N)."""
+        t_len, b, _, n = diag.shape
         pairs = (t_len + 1) // 2
-        big = torch.zeros(n, 2 * pairs, b, b, dtype=diag.dtype, device=diag.device)
-        big[:, :t_len] = diag
-        if t_len % 2:  # pad with an identity step, uncoupled from the rest
-            big[:, -1] = torch.eye(b, dtype=diag.dtype, device=diag.device)
-        b0 = torch.zeros(n, 2 * pairs, b, b, dtype=diag.dtype, device=diag.device)
-        b0[:, : t_len - 1] = band0
-        b1 = torch.zeros(n, 2 * pairs, b, b, dtype=diag.dtype, device=diag.device)
-        b1[:, : t_len - 2] = band1
+        opts = dict(dtype=diag.dtype, device=diag.device)
+        d2 = torch.zeros(pairs, 2 * b, 2 * b, n, **opts)
+        s2 = torch.zeros(max(pairs - 1, 0), 2 * b, 2 * b, n, **opts)
         # Pair p holds steps 2p, 2p+1: [[M00, M10ᵀ], [M10, M11]].
-        d2 = torch.empty(n, pairs, 2 * b, 2 * b, dtype=diag.dtype, device=diag.device)
-        d2[..., :b, :b] = big[:, 0::2]
-        d2[..., b:, b:] = big[:, 1::2]
-        d2[..., b:, :b] = b0[:, 0::2]
-        d2[..., :b, b:] = b0[:, 0::2].mT
+        d2[:, :b, :b] = diag[0::2]
+        d2[: t_len // 2, b:, b:] = diag[1::2]
+        d2[: t_len // 2, b:, :b] = band0[0::2]
+        d2[: t_len // 2, :b, b:] = band0[0::2].transpose(1, 2)
+        if t_len % 2:  # pad with an identity step, uncoupled from the rest
+            d2[-1, b:, b:] = torch.eye(b, **opts).unsqueeze(-1)
         # M[pair p+1, pair p] = [[M[2p+2, 2p], M[2p+2, 2p+1]], [0, M[2p+3, 2p+1]]].
-        s2 = torch.zeros(n, pairs - 1, 2 * b, 2 * b, dtype=diag.dtype, device=diag.device)
-        s2[..., :b, :b] = b1[:, 0 : 2 * pairs - 2 : 2]
-        s2[..., :b, b:] = b0[:, 1 : 2 * pairs - 2 : 2]
-        s2[..., b:, b:] = b1[:, 1 : 2 * pairs - 2 : 2]
+        s2[:, :b, :b] = band1[0::2]
+        s2[:, :b, b:] = band0[1::2]
+        s2[: band1[1::2].shape[0], b:, b:] = band1[1::2]
         self.t_len, self.pairs, self.b = t_len, pairs, b
         self.inner = TridiagonalCholesky(d2, s2)
 
     def solve(self, rhs: torch.Tensor) -> torch.Tensor:
+        """M⁻¹ rhs: (N, T, b) -> (N, T, b)."""
         n = rhs.shape[0]
-        padded = torch.zeros(n, 2 * self.pairs, self.b, dtype=rhs.dtype, device=rhs.device)
-        padded[:, : self.t_len] = rhs
-        x = self.inner.solve(padded.view(n, self.pairs, 2 * self.b))
-        return x.view(n, 2 * self.pairs, self.b)[:, : self.t_len]
+        z = torch.zeros(2 * self.pairs, self.b, n, dtype=rhs.dtype, device=rhs.device)
+        z[: self.t_len] = rhs.permute(1, 2, 0)
+        x = self.inner.solve_batch_last(z.view(self.pairs, 2 * self.b, n))
+        return x.view(2 * self.pairs, self.b, n)[: self.t_len].permute(2, 0, 1)
 
 
 def factor(diag: torch.Tensor, bands: tuple[torch.Tensor, ...]):
@@ -114,7 +135,7 @@ def factor(diag: torch.Tensor, bands: tuple[torch.Tensor, ...]):
 
     Args:
         diag: (N, T, b, b); bands: ((N, T-1, b, b),) or ((N, T-1, b, b), (N, T-2, b, b)).
-        Overwritten (the factor reuses their memory).
+        Their storage may be overwritten (the factor reuses it).
 
     Returns:
         An object with `.solve(rhs (N, T, b)) -> (N, T, b)`.
@@ -123,7 +144,7 @@ def factor(diag: torch.Tensor, bands: tuple[torch.Tensor, ...]):
         ValueError naming the first batch index whose system is not positive definite.
     """
     if len(bands) == 1:
-        return TridiagonalCholesky(diag, bands[0])
+        return TridiagonalCholesky(_batch_last(diag), _batch_last(bands[0]))
     if len(bands) == 2:
-        return _Paired(diag, bands[0], bands[1])
+        return _Paired(_batch_last(diag), _batch_last(bands[0]), _batch_last(bands[1]))
     raise ValueError(f"bands: expected 1 or 2 lower bands, received {len(bands)}")

@@ -2,12 +2,9 @@
 
 Forward (outside autograd): β, M from `_assemble.normal_equations`, x = M⁻¹β.
 Backward, for a cotangent g on x: λ = M⁻¹g with the same factor (M is symmetric), then
-
-    dL/dθ = λᵀ(∂β/∂θ − ∂M/∂θ · x) = −∂/∂θ ⟨W A λ, W(A x − y)⟩   (λ, x held fixed)
-
-which is ∂β = λ, ∂M = −λxᵀ (DESIGN.md §2) contracted with the assembly. It is evaluated by
-autograd through the matrix-free rows (`weighted_residuals`), so no (N, T, b, b) gradient
-tensor is ever formed. Each call keeps its own factor in its autograd context.
+∂β = λ, ∂M = −λxᵀ (DESIGN.md §2) contracted with the assembly, written out analytically
+in `_adjoint.py` (no (N, T, b, b) gradient tensor is formed). Each call keeps its own
+factor in its autograd context, so several forwards before one backward are fine.
 """
 
 from __future__ import annotations
@@ -15,7 +12,8 @@ from __future__ import annotations
 import torch
 
 from smnn import _sequential
-from smnn._assemble import normal_equations, weighted_residuals
+from smnn._adjoint import input_gradients
+from smnn._assemble import normal_equations
 from smnn._validate import Problem
 
 # Solver methods: modules with `factor(diag, bands) -> obj`, `obj.solve(rhs) -> x`.
@@ -65,24 +63,11 @@ class _SMNNSolve(torch.autograd.Function):
     def backward(ctx, grad_x):
         c, r, v, h, x = ctx.saved_tensors
         n, t_len, d_len, k_len = x.shape
-        lam = ctx.fac.solve(grad_x.reshape(n, t_len, d_len * k_len).contiguous())
-        lam = lam.reshape(x.shape)
+        lam = ctx.fac.solve(grad_x.reshape(n, t_len, d_len * k_len)).reshape(x.shape)
+        p = _problem(ctx.like, c, r, v, h)
+        grads = input_gradients(p, x, lam, ctx.central)
         needs = ctx.needs_input_grad[:4]
-        with torch.enable_grad():
-            leaves = [
-                t.detach().requires_grad_(need) for t, need in zip((c, r, v, h), needs, strict=True)
-            ]
-            p = _problem(ctx.like, *leaves)
-            res_lam = weighted_residuals(p, lam, ctx.central, with_rhs=False)
-            res_x = weighted_residuals(p, x, ctx.central, with_rhs=True)
-            objective = -sum((a * b).sum() for a, b in zip(res_lam, res_x, strict=True))
-            wanted = [leaf for leaf, need in zip(leaves, needs, strict=True) if need]
-            grads = iter(torch.autograd.grad(objective, wanted, allow_unused=True))
-        out = [next(grads) if need else None for need in needs]
-        out = [
-            torch.zeros_like(t) if need and g is None else g
-            for t, g, need in zip((c, r, v, h), out, needs, strict=True)
-        ]
+        out = [g if need else None for g, need in zip(grads, needs, strict=True)]
         return (*out, None, None, None)
 
 

@@ -1,7 +1,241 @@
-"""Subcommands of `sstcast` (see flows/cli.py)."""
+"""`sstcast run`, `sstcast serve` and `sstcast demo` (see flows/cli.py).
+
+Prefect is imported inside the handlers, after `offline_environment` has set the offline
+defaults (Prefect reads its settings when first imported).
+"""
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
+import json
+import typing
+from pathlib import Path
+
+from flows.params import (
+    ForecastParameters,
+    IngestParameters,
+    PipelineParameters,
+    TrainParameters,
+)
+from flows.runtime import offline_environment
+
+FLOWS = {
+    "ingest": IngestParameters,
+    "train": TrainParameters,
+    "forecast": ForecastParameters,
+    "pipeline": PipelineParameters,
+}
+
+SCHEDULES = {  # deployment -> default cron (UTC)
+    "ingest": "0 6 * * *",  # daily at 06:00
+    "forecast": "0 8 2 * *",  # monthly, on the 2nd at 08:00 (after the month's data)
+    "retrain": "0 4 3 1,4,7,10 *",  # quarterly, 3 Jan/Apr/Jul/Oct at 04:00
+}
+
+# The demo's small model: a coarse grid and a short training run, a few minutes on 2 cores.
+DEMO_CONFIG = """\
+# sstcast demo: a small Mechanistic Identifier that trains in about a minute on a CPU.
+[model]
+n_dct = 16
+encoder_width = 64
+encoder_depth = 2
+latent_dim = 8
+decoder_width = 64
+init_steps = 6
+
+[window]
+context = 36
+horizon = 12
+
+[train]
+batch_size = 256
+max_steps = 120
+warmup_steps = 10
+val_steps = 12
+val_every = 40
+val_samples = 1024
+checkpoint_every = 40
+log_every = 20
+"""
+DEMO = {"start": "1990-01-01", "end": "2006-12-01", "train_end": "2003-12-01",
+        "grid": 4.0, "leads": 12}
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_model_options(parser: argparse.ArgumentParser, model, skip=()) -> None:
+    """One option per field of a parameters model (values parsed by pydantic later)."""
+    for name, field in model.model_fields.items():
+        if name in skip:
+            continue
+        help_text = field.description or ""
+        if field.is_required():
+            help_text += " (required)"
+        elif field.default is not None:
+            help_text += f" (default: {field.default})"
+        parser.add_argument(_option(name), dest=name, default=None, help=help_text,
+                            metavar=name.upper())
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dask-address", default=None,
+                        help="dask scheduler address (tcp://host:8786) for the flows' dask "
+                        "work; default: a local in-process cluster")
+    parser.add_argument("--results", default=None,
+                        help="where Prefect persists task results and the fetch cache "
+                        "(PREFECT_LOCAL_STORAGE_PATH; default ~/.prefect/storage)")
+
 
 def register(subparsers) -> None:
-    """Add this area's subcommands to the `sstcast` parser."""
+    """Add `run`, `serve` and `demo` to the `sstcast` parser."""
+    run = subparsers.add_parser("run", help="run one flow now (ingest, train, forecast, "
+                                "pipeline) through Prefect")
+    flows = run.add_subparsers(dest="flow", required=True, metavar="FLOW")
+    for name, model in FLOWS.items():
+        sub = flows.add_parser(name, help=(model.__doc__ or "").strip().splitlines()[0])
+        _add_model_options(sub, model)
+        _add_common(sub)
+        sub.set_defaults(func=run_command)
+
+    serve = subparsers.add_parser("serve", help="serve the scheduled deployments (ingest "
+                                  "daily, forecast monthly, retrain quarterly)")
+    _add_model_options(serve, PipelineParameters,
+                       skip=("forecast_start", "forecast_end", "retrain"))
+    for name, cron in SCHEDULES.items():
+        serve.add_argument(f"--{name}-cron", default=cron,
+                           help=f"cron schedule (UTC) of the {name} deployment "
+                           f"(default: '{cron}')")
+    serve.add_argument("--limit", type=int, default=1,
+                       help="flow runs executed at the same time (default: 1)")
+    _add_common(serve)
+    serve.set_defaults(func=serve_command)
+
+    demo = subparsers.add_parser("demo", help="run the whole pipeline on synthetic data "
+                                 "with a small model and print where the products are")
+    demo.add_argument("--workdir", default="demo-output",
+                      help="output folder (default: demo-output)")
+    _add_common(demo)
+    demo.set_defaults(func=demo_command)
+
+
+def _parameters(model, args: argparse.Namespace, **fixed):
+    """Build a parameters model from the options given on the command line."""
+    values = {name: getattr(args, name) for name in model.model_fields
+              if getattr(args, name, None) is not None}
+    for name, value in list(values.items()):
+        annotation = typing.get_origin(model.model_fields[name].annotation)
+        if annotation is tuple:  # comma-separated lists, e.g. --baselines climatology,persistence
+            values[name] = tuple(v for v in value.split(",") if v)
+    values.update(fixed)
+    try:
+        return model.model_validate(values)
+    except Exception as error:  # pydantic.ValidationError -> one clear CLI error
+        raise ValueError(str(error)) from None
+
+
+def _prepare(args: argparse.Namespace, *, home: str | None = None) -> None:
+    offline_environment(home=home, results=args.results)
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """`sstcast run FLOW ...`: one flow run, printed result as JSON."""
+    params = _parameters(FLOWS[args.flow], args)
+    _prepare(args)
+    from flows import pipelines
+    from flows.runtime import dask_runner
+
+    if args.flow == "ingest":
+        result = pipelines.ingest_flow(params, args.dask_address)
+    elif args.flow == "train":
+        result = pipelines.train_flow(params)
+    elif args.flow == "forecast":
+        flow = pipelines.forecast_flow.with_options(task_runner=dask_runner(args.dask_address))
+        result = flow(params)
+    else:
+        result = pipelines.sst_pipeline(params, args.dask_address)
+    print(json.dumps(result, indent=1, default=str))
+    return 0
+
+
+def build_deployments(params: PipelineParameters, *, crons: dict[str, str],
+                      dask_address: str | None = None) -> list:
+    """The three scheduled deployments of one working folder (RunnerDeployments)."""
+    from flows import pipelines
+    from flows.runtime import dask_runner
+
+    forecast = pipelines.forecast_flow.with_options(task_runner=dask_runner(dask_address))
+    train = params.train()
+    return [
+        pipelines.ingest_flow.to_deployment(
+            "ingest-daily", cron=crons["ingest"], tags=["sstcast"],
+            parameters={"params": params.ingest().model_dump(mode="json"),
+                        "dask_address": dask_address},
+            description="Fetch new SST and append it to the store."),
+        forecast.to_deployment(
+            "forecast-monthly", cron=crons["forecast"], tags=["sstcast"],
+            parameters={"params": params.forecast().model_dump(mode="json")},
+            description="Forecast from the latest data with the newest trained run, score, "
+            "map and report."),
+        pipelines.train_flow.to_deployment(
+            "retrain-quarterly", cron=crons["retrain"], tags=["sstcast"],
+            parameters={"params": train.model_dump(mode="json")},
+            description="Train a new run (time-stamped folder) on all data so far."),
+    ]
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """`sstcast serve`: register the deployments and run their schedules until stopped."""
+    params = _parameters(PipelineParameters, args)
+    crons = {name: getattr(args, f"{name}_cron") for name in SCHEDULES}
+    _prepare(args)
+    from prefect import serve
+
+    deployments = build_deployments(params, crons=crons, dask_address=args.dask_address)
+    serve(*deployments, limit=args.limit)
+    return 0
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    """`sstcast demo`: the whole pipeline on synthetic data, small model, local Prefect."""
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "demo-config.toml"
+    config.write_text(DEMO_CONFIG)
+    params = PipelineParameters(
+        workdir=str(workdir), source="synthetic", start=DEMO["start"], end=DEMO["end"],
+        grid=DEMO["grid"], config=str(config), train_end=DEMO["train_end"],
+        leads=DEMO["leads"])
+    # Keep Prefect's database with the demo's outputs unless the user chose a home.
+    _prepare(args, home=str(workdir / ".prefect"))
+    started = dt.datetime.now()
+    from flows.pipelines import sst_pipeline
+
+    result = sst_pipeline(params, args.dask_address)
+    seconds = (dt.datetime.now() - started).total_seconds()
+    print(_demo_summary(result, workdir, seconds))
+    return 0
+
+
+def _demo_summary(result: dict, workdir: Path, seconds: float) -> str:
+    lines = [f"\nsstcast demo finished in {seconds:.0f} s. Products in {workdir}:",
+             f"  report:          {result['report']}",
+             f"  maps:            {Path(result['report']).parent / 'maps'}"]
+    lines += [f"    {name:<15}{path}" for name, path in sorted(result["maps"].items())]
+    if result.get("metrics"):
+        lines += [f"  metrics (CSV):   {result['metrics']['csv']}",
+                  f"  metrics (JSON):  {result['metrics']['json']}"]
+    lines += [f"  forecast store:  {result['forecast']}"]
+    lines += [f"  {kind + ' store:':<17}{path}" for kind, path in result["baselines"].items()]
+    lines += [f"  SST store:       {workdir / 'store.zarr'}",
+              f"  training runs:   {workdir / 'runs'}",
+              f"  Prefect home:    {workdir / '.prefect'} (artifacts: `prefect artifact ls`)"]
+    return "\n".join(lines)

@@ -492,7 +492,8 @@ def skill_vs_lead(
     """Lines of each metric against lead, one line per model, for one region.
 
     `table` is a long metrics table with columns ``lead``, ``region``, one column per metric
-    and optionally ``model`` (e.g. the S-MNN model and the baselines).
+    and optionally ``forecast`` or ``model`` naming the forecast of each row (the S-MNN model
+    and the baselines), as `pipeline.metrics.evaluate` writes it.
     """
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"table must be a pandas.DataFrame, got {type(table).__name__}")
@@ -503,7 +504,8 @@ def skill_vs_lead(
     if rows.empty:
         raise ValueError(f"region must be one of {sorted(table['region'].unique())}, "
                          f"got {region!r}")
-    models = rows["model"] if "model" in rows else pd.Series("forecast", index=rows.index)
+    name_column = next((c for c in ("forecast", "model") if c in rows), None)
+    models = rows[name_column] if name_column else pd.Series("forecast", index=rows.index)
     fig = Figure(figsize=(4.2 * len(metrics), 3.6), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics, strict=True):

@@ -165,7 +165,8 @@ def test_plume_draws_one_line_per_init_plus_the_observations(stores):
 
 
 def test_skill_vs_lead_plots_each_model_and_checks_columns():
-    table = pd.DataFrame([{"model": m, "region": r, "lead": k, "rmse": s * k, "acc": 1 - s * k / 10}
+    table = pd.DataFrame([{"forecast": m, "region": r, "lead": k, "rmse": s * k,
+                           "acc": 1 - s * k / 10}
                           for m, s in [("smnn", 0.3), ("persistence", 0.5)]
                           for r in ("global", "nino34") for k in (1, 2, 3)])
     fig = maps.skill_vs_lead(table, region="nino34")

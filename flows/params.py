@@ -1,0 +1,127 @@
+"""Typed, frozen parameters of the sstcast flows.
+
+Prefect renders these pydantic models as the parameter form of a deployment in the UI, and
+validates what a schedule, `prefect deployment run` or the CLI passes in. Everything here is
+a path, store URL (any fsspec URL: file://, s3://, gs://), date or name: flows pass these
+between tasks, never datasets, so cache keys stay stable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class IngestParameters(_Params):
+    """Pull a source's files and append them to the canonical zarr store."""
+
+    source: str = Field("synthetic", description="catalogue name: synthetic, cobe2, "
+                        "oisst-v2-weekly, oisst-v2.1-daily, ersst-v5")
+    store: str = Field(..., description="zarr store URL or path of the canonical store")
+    mirror: str | None = Field(None, description="base URL override: http(s)://, file:// "
+                               "or a folder with the provider's layout")
+    start: dt.date | None = Field(None, description="first date to fetch (default: source's)")
+    end: dt.date | None = Field(None, description="last date to fetch (default: latest)")
+    cache_dir: str | None = Field(None, description="download folder (default: next to "
+                                  "the store)")
+    grid: float | None = Field(None, gt=0, description="regrid to this resolution in degrees")
+
+    def download_dir(self) -> str:
+        """Where fetched files go: `cache_dir`, or `<store>.downloads` for a local store."""
+        if self.cache_dir:
+            return self.cache_dir
+        if "://" in self.store and not self.store.startswith("file://"):
+            return str(Path.home() / ".cache" / "sstcast" / self.source)
+        return self.store.removeprefix("file://").rstrip("/") + ".downloads"
+
+
+class TrainParameters(_Params):
+    """Train the Mechanistic Identifier on a store into a run folder."""
+
+    store: str = Field(..., description="canonical zarr store URL or path")
+    run_dir: str = Field(..., description="folder for checkpoints and the run's config")
+    new_run: bool = Field(False, description="train into a new time-stamped subfolder of "
+                          "run_dir (scheduled retraining; forecasts pick the newest)")
+    config: str = Field("default", description="preset name (default, paper) or TOML path")
+    resume: bool = Field(False, description="continue the run in run_dir from last.pt")
+    train_end: dt.date | None = Field(None, description="last date used for training "
+                                      "(default: all data)")
+
+
+class ForecastParameters(_Params):
+    """Issue forecasts from a trained run, score them and draw the maps."""
+
+    run_dir: str = Field(..., description="trained run folder, or a folder of runs (the "
+                         "newest trained one is used)")
+    store: str = Field(..., description="canonical zarr store the forecast starts from")
+    out_dir: str = Field(..., description="folder for the forecast stores, metrics, maps")
+    start: dt.date | None = Field(None, description="first issue time (default: latest)")
+    end: dt.date | None = Field(None, description="last issue time (default: latest)")
+    leads: int | None = Field(None, ge=1, description="leads 1..N (default: model horizon)")
+    truth: str | None = Field(None, description="truth store to score against (default: "
+                              "the input store, when it covers the valid times)")
+    baselines: tuple[str, ...] = Field(("climatology", "persistence"),
+                                       description="baseline forecasts drawn alongside")
+    train_end: dt.date | None = Field(None, description="end of the baselines' "
+                                      "climatology period (default: the run's train_end)")
+    maps: bool = Field(True, description="draw cartopy maps")
+
+    @field_validator("end")
+    @classmethod
+    def _end_after_start(cls, end, info):
+        start = info.data.get("start")
+        if end is not None and start is not None and end < start:
+            raise ValueError(f"end must be on or after start={start}, got {end}")
+        return end
+
+
+class PipelineParameters(_Params):
+    """ingest -> train -> forecast in one working folder."""
+
+    workdir: str = Field(..., description="folder holding store, run and forecasts")
+    source: str = Field("synthetic", description="catalogue name of the SST source")
+    mirror: str | None = Field(None, description="base URL override for the source")
+    start: dt.date | None = Field(None, description="first date to ingest")
+    end: dt.date | None = Field(None, description="last date to ingest")
+    grid: float | None = Field(None, gt=0, description="regrid to this resolution (degrees)")
+    config: str = Field("default", description="model preset name or TOML path")
+    train_end: dt.date | None = Field(None, description="last training date; later data is "
+                                      "held out and forecast (hindcast)")
+    forecast_start: dt.date | None = Field(None, description="first issue time of the "
+                                           "hindcast (default: latest time)")
+    forecast_end: dt.date | None = Field(None, description="last issue time")
+    leads: int | None = Field(None, ge=1, description="leads 1..N (default: model horizon)")
+    retrain: bool = Field(False, description="train a new run even when runs/ already "
+                          "holds a trained one")
+
+    def paths(self) -> dict[str, str]:
+        """The fixed layout inside `workdir`: store.zarr, runs/<stamp>/, forecast/."""
+        root = Path(self.workdir)
+        return {"store": str(root / "store.zarr"), "run_dir": str(root / "runs"),
+                "out_dir": str(root / "forecast"), "cache_dir": str(root / "downloads")}
+
+    def ingest(self) -> IngestParameters:
+        p = self.paths()
+        return IngestParameters(source=self.source, store=p["store"], mirror=self.mirror,
+                                start=self.start, end=self.end, cache_dir=p["cache_dir"],
+                                grid=self.grid)
+
+    def train(self) -> TrainParameters:
+        p = self.paths()
+        return TrainParameters(store=p["store"], run_dir=p["run_dir"], new_run=True,
+                               config=self.config, train_end=self.train_end)
+
+    def forecast(self) -> ForecastParameters:
+        p = self.paths()
+        start = self.forecast_start
+        if start is None and self.train_end is not None:
+            start = self.train_end + dt.timedelta(days=1)  # hindcast the held-out period
+        return ForecastParameters(run_dir=p["run_dir"], store=p["store"], out_dir=p["out_dir"],
+                                  start=start, end=self.forecast_end, leads=self.leads,
+                                  train_end=self.train_end)

@@ -1,0 +1,117 @@
+"""The sstcast flows: ingest, train, forecast, and `sst_pipeline` chaining them.
+
+Flows hold no maths: they order the tasks of flows/tasks.py, pass paths and dates between
+them and publish artifacts. Parameters are the typed models of flows/params.py (the form a
+deployment shows in the Prefect UI).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_link_artifact
+
+from flows.artifacts import report_task
+from flows.params import (
+    ForecastParameters,
+    IngestParameters,
+    PipelineParameters,
+    TrainParameters,
+)
+from flows.runtime import dask_runner
+from flows.tasks import (
+    baseline_task,
+    evaluate_task,
+    fetch_task,
+    hindcast_task,
+    interpret_task,
+    latest_time_task,
+    maps_task,
+    resolve_run_task,
+    store_task,
+    train_task,
+    truth_covers_task,
+)
+
+
+def _uri(path: str) -> str:
+    return path if "://" in path else Path(path).resolve().as_uri()
+
+
+@flow(name="ingest", log_prints=True)
+def ingest_flow(params: IngestParameters, dask_address: str | None = None) -> dict:
+    """Fetch the source's files (cached, retried) and append them to the zarr store."""
+    files = fetch_task(params.source, params.download_dir(), params.start, params.end,
+                       params.mirror)
+    result = store_task(files, params.source, params.store, params.grid, dask_address)
+    create_link_artifact(_uri(params.store), link_text=f"{params.source} store",
+                         key="link-store", description="canonical SST store")
+    return result
+
+
+@flow(name="train", log_prints=True)
+def train_flow(params: TrainParameters) -> str:
+    """Train the Mechanistic Identifier (S-MNN) on the store; returns the checkpoint path."""
+    run_dir = params.run_dir
+    if params.new_run:
+        run_dir = str(Path(run_dir) / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ"))
+    checkpoint = train_task(params.store, run_dir, params.config, params.resume,
+                            params.train_end)
+    create_link_artifact(_uri(run_dir), link_text="training run", key="link-run",
+                         description="checkpoints, stats and the training log")
+    return checkpoint
+
+
+@flow(name="forecast", log_prints=True, task_runner=dask_runner())
+def forecast_flow(params: ForecastParameters) -> dict:
+    """Forecast (hindcast over [start, end]), baselines, scores when the truth exists,
+    maps and the report. Model, baselines and interpretation fan out on dask."""
+    logger = get_run_logger()
+    out = Path(params.out_dir)
+    latest = None
+    if params.start is None or params.end is None:
+        latest = latest_time_task(params.store)
+    start, end = params.start or latest, params.end or latest
+    run_dir = resolve_run_task(params.run_dir)
+    model = hindcast_task(run_dir, params.store, start, end, params.leads,
+                          str(out / "forecast.zarr"))
+    baselines = {kind: baseline_task.submit(kind, params.store, model,
+                                            str(out / f"{kind}.zarr"), params.train_end)
+                 for kind in params.baselines}
+    parameters = interpret_task.submit(run_dir, params.store, end,
+                                       str(out / "parameters.nc"))
+    truth = params.truth or params.store
+    metrics = None
+    if truth_covers_task(model, truth):
+        metrics = evaluate_task(model, truth, str(out / "metrics"))
+    else:
+        logger.info("no truth for the valid times yet: forecast not scored")
+    baseline_paths = {kind: future.result() for kind, future in baselines.items()}
+    maps = {}
+    if params.maps:
+        maps = maps_task(model, str(out / "maps"), truth, metrics and metrics["csv"],
+                         parameters.result(), baseline_paths)
+    stores = {"forecast store": model, "truth store": truth, **{
+        f"{kind} store": path for kind, path in baseline_paths.items()}}
+    report = report_task(model, params.store, str(out), metrics, maps, stores)
+    return {"forecast": model, "baselines": baseline_paths, "metrics": metrics and {
+        k: metrics[k] for k in ("csv", "json")}, "maps": maps, "report": report,
+        "parameters": parameters.result()}
+
+
+@flow(name="sst-pipeline", log_prints=True)
+def sst_pipeline(params: PipelineParameters, dask_address: str | None = None) -> dict:
+    """ingest -> train (unless runs/ holds a trained model and retrain is off) -> forecast."""
+    logger = get_run_logger()
+    ingested = ingest_flow(params.ingest(), dask_address)
+    train = params.train()
+    existing = None if params.retrain else resolve_run_task(train.run_dir, required=False)
+    if existing:
+        logger.info("reusing the trained run in %s", existing)
+    else:
+        train_flow(train)
+    runner = dask_runner(dask_address)
+    products = forecast_flow.with_options(task_runner=runner)(params.forecast())
+    return {"ingest": ingested, **products}

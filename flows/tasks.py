@@ -1,0 +1,220 @@
+"""Prefect tasks: each wraps one pipeline function and passes paths, URLs and dates.
+
+Retries (with exponential backoff) only on the I/O tasks (fetch, store writes); compute tasks
+fail fast. Fetch results are cached on their inputs plus the task's source code, so a re-run
+with the same arguments skips the download; the cache lives in the result location
+(`PREFECT_LOCAL_STORAGE_PATH`, set by `sstcast --results`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import INPUTS, NONE, TASK_SOURCE
+from prefect.tasks import exponential_backoff
+
+from flows.runtime import dask_client
+
+IO_RETRIES = 3
+IO_BACKOFF = exponential_backoff(backoff_factor=2)  # 2 s, 4 s, 8 s (with jitter)
+
+
+def _plain(value):
+    """JSON-able summary of a pipeline result (dataclass or mapping); paths become str."""
+    if is_dataclass(value):
+        value = asdict(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@task(name="fetch", retries=IO_RETRIES, retry_delay_seconds=IO_BACKOFF,
+      cache_policy=INPUTS + TASK_SOURCE, cache_expiration=dt.timedelta(hours=12),
+      persist_result=True)
+def fetch_task(source: str, dest_dir: str, start: dt.date | None, end: dt.date | None,
+               mirror: str | None) -> list[str]:
+    """Download (or generate, for `synthetic`) the source's files into `dest_dir`."""
+    from pipeline.fetch import fetch_files
+
+    files = fetch_files(source, dest_dir, start=start, end=end, mirror=mirror)
+    get_run_logger().info("fetched %d file(s) of %s into %s", len(files), source, dest_dir)
+    return [str(f) for f in files]
+
+
+@task(name="store", retries=IO_RETRIES, retry_delay_seconds=IO_BACKOFF, cache_policy=NONE)
+def store_task(files: list[str], source: str, store: str, grid: float | None,
+               dask_address: str | None = None) -> dict:
+    """Preprocess the fetched files and append them to the canonical zarr store (idempotent,
+    so a retry after a failed write is safe); dask work goes to `dask_address` if given."""
+    from pipeline.ingest import files_to_store
+
+    with dask_client(dask_address):
+        result = files_to_store([Path(f) for f in files], source, store, grid=grid)
+    return _plain(result)
+
+
+@task(name="describe-store", cache_policy=NONE)
+def describe_task(store: str) -> str:
+    """One-paragraph description of a store (time span, grid, provenance)."""
+    from pipeline.store import describe
+
+    return describe(store)
+
+
+@task(name="latest-time", retries=IO_RETRIES, retry_delay_seconds=IO_BACKOFF,
+      cache_policy=NONE)
+def latest_time_task(store: str) -> dt.date:
+    """The last time step of a store (the default issue time)."""
+    from pipeline.store import open_store
+
+    return open_store(store)["time"].to_index()[-1].date()
+
+
+# --------------------------------------------------------------------------- model
+
+
+def _config(config: str):
+    """A preset name or a TOML path -> pipeline.config.Config."""
+    from pipeline.config import PRESETS, load_config, preset
+
+    return preset(config) if config in PRESETS else load_config(config)
+
+
+def _trained(folder: Path) -> bool:
+    from pipeline.train import BEST
+
+    return (folder / BEST).is_file()
+
+
+@task(name="resolve-run", cache_policy=NONE)
+def resolve_run_task(run_dir: str, required: bool = True) -> str | None:
+    """`run_dir` if it holds a trained model, else its newest trained subfolder (runs are
+    named by UTC time stamp, so the last in sorted order is the newest)."""
+    folder = Path(run_dir)
+    if _trained(folder):
+        return str(folder)
+    runs = sorted(p for p in folder.glob("*") if p.is_dir() and _trained(p)) if (
+        folder.is_dir()) else []
+    if runs:
+        return str(runs[-1])
+    if required:
+        raise FileNotFoundError(f"run_dir: no trained model in {run_dir} or its subfolders; "
+                                "run the train flow first")
+    return None
+
+
+@task(name="train", cache_policy=NONE)
+def train_task(store: str, run_dir: str, config: str, resume: bool,
+               train_end: dt.date | None) -> str:
+    """Train into `run_dir`; a progress artifact follows the optimiser steps."""
+    from pipeline.train import train
+
+    logger = get_run_logger()
+    artifact = create_progress_artifact(progress=0.0, key="training-progress",
+                                        description=f"training {run_dir}")
+
+    def progress(fraction: float, metrics: dict) -> None:
+        update_progress_artifact(artifact, progress=round(100.0 * float(fraction), 1))
+        logger.info("training %.0f%%: %s", 100 * fraction,
+                    {k: _plain(v) for k, v in metrics.items()})
+
+    checkpoint = train(store, run_dir, config=_config(config), resume=resume,
+                       train_end=train_end, progress=progress)
+    update_progress_artifact(artifact, progress=100.0)
+    return str(checkpoint)
+
+
+@task(name="hindcast", cache_policy=NONE)
+def hindcast_task(run_dir: str, store: str, start: dt.date, end: dt.date,
+                  leads: int | None, out: str) -> str:
+    """Forecasts issued at every store time in [start, end] -> forecast store `out`."""
+    from pipeline.forecast import hindcast
+
+    return str(hindcast(run_dir, store, start=start, end=end, leads=leads, out=out))
+
+
+@task(name="baseline", cache_policy=NONE)
+def baseline_task(kind: str, store: str, like: str, out: str,
+                  train_end: dt.date | None) -> str:
+    """The `kind` baseline for the issue times and leads of forecast store `like`."""
+    from pipeline.baselines import baseline_forecast
+    from pipeline.forecast_store import open_forecast
+
+    model = open_forecast(like)
+    end = train_end or model.attrs.get("climatology_end")
+    return str(baseline_forecast(kind, store, out, inits=model["init_time"].values,
+                                 leads=[int(v) for v in model["lead"].values],
+                                 train_end=end))
+
+
+@task(name="evaluate", cache_policy=NONE)
+def evaluate_task(forecast: str, truth: str, out_dir: str) -> dict:
+    """Score a forecast store against the truth; returns paths and the table's rows."""
+    from pipeline.metrics import evaluate
+
+    result = evaluate(forecast, truth, out_dir)
+    return {"json": str(result.json_path), "csv": str(result.csv_path),
+            "rows": _plain(result.table.to_dict(orient="records")),
+            "summary": _plain(result.summary)}
+
+
+@task(name="truth-covers", retries=IO_RETRIES, retry_delay_seconds=IO_BACKOFF,
+      cache_policy=NONE)
+def truth_covers_task(forecast: str, truth: str) -> bool:
+    """Whether the truth store holds any valid time of the forecast (so it can be scored)."""
+    import numpy as np
+    from pipeline.forecast_store import open_forecast
+    from pipeline.store import open_store, store_exists
+
+    if not store_exists(truth):
+        return False
+    valid = open_forecast(forecast)["valid_time"].values
+    return bool(np.isin(valid, open_store(truth)["time"].values).any())
+
+
+@task(name="interpret", cache_policy=NONE)
+def interpret_task(run_dir: str, store: str, init: dt.date, out: str) -> str:
+    """Learned latents and ODE parameters at issue time `init`, written as NetCDF `out`."""
+    from pipeline.forecast import interpret
+
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    interpret(run_dir, store, init).to_netcdf(out)
+    return out
+
+
+@task(name="maps", cache_policy=NONE)
+def maps_task(forecast: str, out_dir: str, truth: str | None, metrics_csv: str | None,
+              parameters: str | None, baselines: dict[str, str]) -> dict[str, str]:
+    """Draw the standard maps of a forecast run; returns name -> PNG path."""
+    import pandas as pd
+    import xarray as xr
+    from pipeline.forecast_store import open_forecast
+    from pipeline.store import open_store
+
+    from pipeline.maps import write_forecast_maps
+
+    written = write_forecast_maps(
+        open_forecast(forecast).load(), out_dir,
+        truth=open_store(truth).load() if truth else None,
+        metrics=pd.read_csv(metrics_csv) if metrics_csv else None,
+        parameters=xr.load_dataset(parameters) if parameters else None,
+        baselines={k: open_forecast(v).load() for k, v in baselines.items()},
+    )
+    return {name: str(path) for name, path in written.items()}

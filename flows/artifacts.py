@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import io
 import json
 from pathlib import Path
 
@@ -54,11 +55,29 @@ def metrics_markdown(rows: list[dict], *, region: str, leads=REPORT_LEADS) -> st
     return "\n".join(lines)
 
 
-def _image(path: str, embed: bool) -> str:
+def _thumbnail(path: str, width: int = 720) -> str:
+    """A small palette PNG of `path` as a data URI (the whole report must stay well under
+    the server's ~1.5 MB event limit)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        if image.width > width:
+            image = image.resize((width, round(image.height * width / image.width)),
+                                 Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        image.quantize(colors=128).save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _image(path: str, embed: bool, folder: Path) -> str:
+    """The image reference: a data URI, or the path relative to the report's folder."""
     if embed:
-        data = base64.b64encode(Path(path).read_bytes()).decode()
-        return f"data:image/png;base64,{data}"
-    return Path(path).name
+        return _thumbnail(path)
+    try:
+        return Path(path).resolve().relative_to(folder.resolve()).as_posix()
+    except ValueError:
+        return Path(path).resolve().as_uri()
 
 
 def _ordered_maps(maps: dict[str, str]) -> list[tuple[str, str]]:
@@ -75,7 +94,7 @@ def _ordered_maps(maps: dict[str, str]) -> list[tuple[str, str]]:
 
 def report_markdown(*, title: str, forecast_attrs: dict, provenance: str,
                     metrics: dict | None, maps: dict[str, str], stores: dict[str, str],
-                    embed: bool) -> str:
+                    embed: bool, folder: Path) -> str:
     """The forecast report: summary, metrics, maps, stores, config and data provenance."""
     parts = [f"# {title}", "",
              f"Created {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC from run "
@@ -91,7 +110,8 @@ def report_markdown(*, title: str, forecast_attrs: dict, provenance: str,
         parts += ["## Scores", "", "No truth covers the valid times yet: not scored.", ""]
     parts += ["## Maps", ""]
     for name, path in _ordered_maps(maps):
-        parts += [f"**{name.replace('_', ' ')}**", "", f"![{name}]({_image(path, embed)})", ""]
+        image = _image(path, embed, folder)
+        parts += [f"**{name.replace('_', ' ')}**", "", f"![{name}]({image})", ""]
     parts += ["## Stores", ""] + [f"- {k}: `{v}`" for k, v in stores.items()] + [""]
     config = forecast_attrs.get("config")
     if config:
@@ -119,8 +139,9 @@ def report_task(forecast: str, store: str, out_dir: str, metrics: dict | None,
                   maps=maps, stores=stores)
     path = Path(out_dir) / "report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report_markdown(**common, embed=False))
-    create_markdown_artifact(report_markdown(**common, embed=True), key="forecast-report",
+    path.write_text(report_markdown(**common, embed=False, folder=path.parent))
+    create_markdown_artifact(report_markdown(**common, embed=True, folder=path.parent),
+                             key="forecast-report",
                              description=title)
     if metrics:
         regions = sorted({r["region"] for r in metrics["rows"]})

@@ -180,6 +180,7 @@ def evaluate_task(forecast: str, truth: str, out_dir: str) -> dict:
 def truth_covers_task(forecast: str, truth: str) -> bool:
     """Whether the truth store holds any valid time of the forecast (so it can be scored)."""
     import numpy as np
+
     from pipeline.forecast_store import open_forecast
     from pipeline.store import open_store, store_exists
 
@@ -205,10 +206,10 @@ def maps_task(forecast: str, out_dir: str, truth: str | None, metrics_csv: str |
     """Draw the standard maps of a forecast run; returns name -> PNG path."""
     import pandas as pd
     import xarray as xr
-    from pipeline.forecast_store import open_forecast
-    from pipeline.store import open_store
 
+    from pipeline.forecast_store import open_forecast
     from pipeline.maps import write_forecast_maps
+    from pipeline.store import open_store
 
     written = write_forecast_maps(
         open_forecast(forecast).load(), out_dir,

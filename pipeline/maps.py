@@ -180,6 +180,23 @@ def _cell_edges(centres: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.concatenate([[first], mids, [last]]).clip(low, high)
 
 
+def _projected_corners(projection, lat: np.ndarray, lon: np.ndarray):
+    """Map coordinates (x, y), each (nlat+1, nlon+1), of the cell corners of a lat/lon grid.
+
+    Longitudes are taken relative to the projection's central longitude so that a global
+    0..360 grid spans exactly the map from its left to its right edge.
+    """
+    central = float(projection.proj4_params.get("lon_0", 0.0))
+    lat_edges = _cell_edges(lat, -90, 90)
+    lon_edges = _cell_edges(lon, -360, 720) - central
+    lon_edges = np.where(lon_edges > 180, lon_edges - 360, lon_edges)
+    lon_edges = np.where(lon_edges < -180, lon_edges + 360, lon_edges)
+    # proj folds +180 onto -180: keep the outermost corners just inside the map edge.
+    lon2, lat2 = np.meshgrid(np.clip(lon_edges, -179.9999, 179.9999), lat_edges)
+    xyz = projection.transform_points(ccrs.PlateCarree(central_longitude=central), lon2, lat2)
+    return xyz[..., 0], xyz[..., 1]
+
+
 def _nice_step(span: float, target: int) -> float:
     """A 1-2-2.5-5 step that splits `span` into about `target` intervals."""
     raw = max(span, 1e-12) / target
@@ -229,13 +246,15 @@ def _draw_field(
     if levels is None:
         levels = _levels(values, symmetric=symmetric)
     norm = colors.BoundaryNorm(levels, ncolors=256, extend="both")
-    lat_edges, lon_edges = _cell_edges(lat, -90, 90), _cell_edges(lon, lon[0] - 180, lon[-1] + 180)
-    data_crs = ccrs.PlateCarree()
-    mesh = ax.pcolormesh(lon_edges, lat_edges, np.ma.masked_invalid(values), cmap=cmap,
-                         norm=norm, transform=data_crs, rasterized=True)
+    x, y = _projected_corners(ax.projection, lat, lon)
+    # Corners are projected once here and drawn in map coordinates: cartopy's own
+    # pcolormesh re-projects and splits the cells at the map edge, several times slower.
+    mesh = ax.pcolormesh(x, y, np.ma.masked_invalid(values), cmap=cmap, norm=norm,
+                         transform=ax.projection, rasterized=True)
     land = np.ma.masked_where(ocean, np.ones_like(values))
-    ax.pcolormesh(lon_edges, lat_edges, land, cmap=colors.ListedColormap([LAND_COLOUR]),
-                  transform=data_crs, rasterized=True)
+    ax.pcolormesh(x, y, land, cmap=colors.ListedColormap([LAND_COLOUR]),
+                  transform=ax.projection, rasterized=True)
+    data_crs = ccrs.PlateCarree()
     coastlines = natural_earth_coastlines()
     if coastlines is not None:
         ax.add_geometries(shapereader.Reader(str(coastlines)).geometries(), crs=data_crs,
@@ -257,11 +276,26 @@ def _map_axes(fig: Figure, field: xr.DataArray, position: tuple[int, int, int] =
         ax.set_global()
     else:
         ax.set_extent(extent, crs=ccrs.PlateCarree())
-    gridlines = ax.gridlines(draw_labels=extent is not None, linewidth=0.3, color="0.5",
-                             alpha=0.6, linestyle="--")
-    if extent is not None:
+    if extent is None:
+        _graticule(ax)
+    else:
+        gridlines = ax.gridlines(draw_labels=True, linewidth=0.3, color="0.5", alpha=0.6,
+                                 linestyle="--", xlocs=np.arange(-180, 181, 30),
+                                 ylocs=np.arange(-60, 61, 15))
         gridlines.top_labels = gridlines.right_labels = False
     return ax
+
+
+def _graticule(ax) -> None:
+    """Meridians every 60° and parallels every 30°, projected once as plain lines (cartopy's
+    gridlines re-project every line on each draw, most of a global map's drawing time)."""
+    source = ccrs.PlateCarree()
+    lines = [(np.full(181, lon), np.linspace(-90, 90, 181)) for lon in range(-180, 180, 60)]
+    lines += [(np.linspace(-180, 180, 361), np.full(361, lat)) for lat in (-60, -30, 0, 30, 60)]
+    for lon, lat in lines:
+        xyz = ax.projection.transform_points(source, lon + 1e-6, lat)
+        ax.plot(xyz[:, 0], xyz[:, 1], transform=ax.transData, color="0.5", linewidth=0.3,
+                alpha=0.6, linestyle="--", zorder=3)
 
 
 def _single_map(field, mask, *, cmap, symmetric, label, title) -> Figure:

@@ -1,0 +1,77 @@
+"""Fixtures of the flow tests: one real Prefect server per test session (prefect_test_harness,
+PREFECT_HOME in a temporary folder, telemetry off) and a tiny trained workdir."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Prefect reads its settings on first import, so the environment is set here, before any
+# flows test module imports prefect (pytest_configure runs when this conftest is loaded).
+TINY_CONFIG = """\
+[model]
+n_dct = 8
+encoder_width = 16
+encoder_depth = 1
+latent_dim = 4
+decoder_width = 16
+init_steps = 4
+
+[window]
+context = 24
+horizon = 6
+
+[train]
+batch_size = 128
+max_steps = 6
+warmup_steps = 1
+val_steps = 6
+val_every = 3
+val_samples = 256
+checkpoint_every = 3
+log_every = 2
+"""
+
+
+def pytest_configure(config):
+    import tempfile
+
+    from flows.runtime import offline_environment
+
+    home = tempfile.mkdtemp(prefix="sstcast-prefect-home-")
+    os.environ["PREFECT_HOME"] = home
+    os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", os.path.join(home, "storage"))
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    offline_environment(home=home)
+
+
+def pytest_collection_modifyitems(items):
+    # All flow tests share the session's Prefect server: keep them on one xdist worker.
+    for item in items:
+        if "tests/flows/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.xdist_group("prefect"))
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A real local Prefect server (SQLite in a temp folder) for the whole session; yields
+    its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
+def tiny_workdir(tmp_path_factory):
+    """A workdir with a synthetic store (6° grid, 1995-2004 monthly) and a tiny config."""
+    from pipeline.store import write_store
+    from pipeline.synthetic import synthetic_dataset
+
+    root = tmp_path_factory.mktemp("workdir")
+    write_store(synthetic_dataset("1995-01-01", "2004-12-01", resolution=6.0),
+                str(root / "store.zarr"))
+    (root / "tiny.toml").write_text(TINY_CONFIG)
+    return root

@@ -1,0 +1,154 @@
+"""Flow plumbing on a real Prefect server: tasks run in order, pass paths, publish artifacts.
+The numbers themselves are checked by the library tests (tests/pipeline)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from flows import cli_ops
+from flows.params import ForecastParameters, PipelineParameters, TrainParameters
+
+
+def _artifacts(key_prefix: str = "") -> dict[str, list]:
+    """The server's artifacts whose key starts with `key_prefix`, by key (newest first)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(limit=200, sort=ArtifactSort.CREATED_DESC)
+    out: dict[str, list] = {}
+    for artifact in artifacts:
+        if artifact.key and artifact.key.startswith(key_prefix):
+            out.setdefault(artifact.key, []).append(artifact)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(prefect_server, tiny_workdir):
+    """train_flow on the tiny store: returns the checkpoint path."""
+    from flows.pipelines import train_flow
+
+    params = TrainParameters(store=str(tiny_workdir / "store.zarr"),
+                             run_dir=str(tiny_workdir / "runs"), new_run=True,
+                             config=str(tiny_workdir / "tiny.toml"), train_end="2002-12-01")
+    return Path(train_flow(params))
+
+
+def test_train_flow_writes_a_checkpoint_in_a_new_time_stamped_run(trained, tiny_workdir):
+    assert trained.is_file()
+    assert trained.parent.parent == tiny_workdir / "runs"
+    assert trained.parent.name.endswith("Z")
+
+
+def test_training_publishes_a_finished_progress_artifact(trained):
+    progress = (_artifacts("training-progress"))["training-progress"]
+    assert progress[0].type == "progress" and float(progress[0].data) == 100.0
+
+
+@pytest.fixture(scope="module")
+def forecast_products(trained, tiny_workdir):
+    """forecast_flow over 2003 (held out), scored against the store itself."""
+    from flows.pipelines import forecast_flow
+
+    params = ForecastParameters(run_dir=str(tiny_workdir / "runs"),
+                                store=str(tiny_workdir / "store.zarr"),
+                                out_dir=str(tiny_workdir / "forecast"),
+                                start="2003-01-01", end="2003-12-01", leads=6)
+    return forecast_flow(params)
+
+
+def test_forecast_flow_writes_stores_metrics_maps_and_report(forecast_products, tiny_workdir):
+    out = tiny_workdir / "forecast"
+    assert forecast_products["forecast"] == str(out / "forecast.zarr")
+    assert set(forecast_products["baselines"]) == {"climatology", "persistence"}
+    for path in [forecast_products["forecast"], *forecast_products["baselines"].values(),
+                 forecast_products["metrics"]["csv"], forecast_products["parameters"],
+                 *forecast_products["maps"].values()]:
+        assert Path(path).exists(), path
+    assert {"sst_lead1", "error_lead6", "bias_lead1", "nino34_plume", "skill_vs_lead",
+            "parameters"} <= set(forecast_products["maps"])
+    report = Path(forecast_products["report"]).read_text()
+    assert "## Scores" in report and "mechanistic_identifier" in report
+    assert "![skill_vs_lead](maps/skill_vs_lead.png)" in report  # relative to report.md
+    assert "## Data provenance" in report and "## Model configuration" in report
+
+
+def test_forecast_flow_publishes_report_tables_and_links(forecast_products):
+    artifacts = _artifacts()
+    report = artifacts["forecast-report"][0]
+    assert report.type == "markdown" and "data:image/png;base64," in report.data
+    assert len(report.data) < 1_000_000  # under the server's event size limit
+    assert {"metrics-global", "metrics-nino34", "metrics-lead-1"} <= set(artifacts)
+    rows = artifacts["metrics-global"][0].data
+    assert "mechanistic_identifier" in str(rows) and "rmse" in str(rows)
+    assert {"link-forecast-store", "link-report", "link-metrics-csv"} <= set(artifacts)
+    assert artifacts["link-report"][0].data.startswith("file://")
+
+
+def test_forecast_beyond_the_truth_is_published_unscored(trained, tiny_workdir):
+    from flows.pipelines import forecast_flow
+
+    params = ForecastParameters(run_dir=str(tiny_workdir / "runs"),
+                                store=str(tiny_workdir / "store.zarr"),
+                                out_dir=str(tiny_workdir / "latest"), leads=3,
+                                baselines=(), maps=False)
+    products = forecast_flow(params)  # latest issue time: every valid time is in the future
+    assert products["metrics"] is None and products["maps"] == {}
+    assert "not scored" in Path(products["report"]).read_text()
+
+
+def test_only_io_tasks_retry_and_fetch_is_cached_on_inputs_and_source():
+    from flows import tasks
+
+    assert tasks.fetch_task.retries == tasks.store_task.retries == tasks.IO_RETRIES > 0
+    for compute in (tasks.train_task, tasks.hindcast_task, tasks.evaluate_task,
+                    tasks.maps_task, tasks.baseline_task, tasks.interpret_task):
+        assert compute.retries == 0, compute.name
+    policy = repr(tasks.fetch_task.cache_policy)
+    assert "Inputs" in policy and "TaskSource" in policy
+
+
+def test_pipeline_parameters_lay_out_the_workdir_and_hindcast_after_training():
+    params = PipelineParameters(workdir="/w", train_end="2003-12-01", leads=12)
+    assert params.ingest().store == "/w/store.zarr"
+    assert params.train().new_run and params.train().run_dir == "/w/runs"
+    assert params.forecast().start == dt.date(2003, 12, 2)
+
+
+def test_parameters_refuse_unknown_fields_and_bad_values():
+    with pytest.raises(ValueError, match="extra"):
+        TrainParameters(store="s", run_dir="r", epochs=3)
+    with pytest.raises(ValueError, match="end must be on or after start"):
+        ForecastParameters(run_dir="r", store="s", out_dir="o", start="2003-05-01",
+                           end="2003-01-01")
+
+
+def test_cli_reports_a_bad_parameter_in_one_line(capsys):
+    from flows.cli import main
+
+    code = main(["run", "forecast", "--run-dir", "r", "--store", "s", "--out-dir", "o",
+                 "--leads", "zero"])
+    assert code == 2
+    assert "leads" in capsys.readouterr().err
+
+
+def test_flow_parameters_show_as_a_typed_form():
+    from flows.pipelines import forecast_flow
+
+    schema = forecast_flow.parameters.model_dump()
+    fields = schema["definitions"]["ForecastParameters"]["properties"]
+    assert fields["leads"]["anyOf"][0]["type"] == "integer"
+    assert "description" in fields["run_dir"]
+
+
+def test_deployments_carry_the_configured_schedules(tmp_path):
+    params = PipelineParameters(workdir=str(tmp_path))
+    crons = {"ingest": "5 1 * * *", "forecast": "0 9 3 * *", "retrain": "0 0 1 */3 *"}
+    deployments = cli_ops.build_deployments(params, crons=crons)
+    names = {d.name: d for d in deployments}
+    assert set(names) == {"ingest-daily", "forecast-monthly", "retrain-quarterly"}
+    assert names["ingest-daily"].schedules[0].schedule.cron == "5 1 * * *"
+    assert names["retrain-quarterly"].parameters["params"]["new_run"] is True

@@ -75,3 +75,17 @@ def tiny_workdir(tmp_path_factory):
                 str(root / "store.zarr"))
     (root / "tiny.toml").write_text(TINY_CONFIG)
     return root
+
+
+@pytest.fixture(scope="session")
+def trained(prefect_server, tiny_workdir):
+    """train_flow on the tiny store (training to 2002-12): the checkpoint path."""
+    from pathlib import Path
+
+    from flows.params import TrainParameters
+    from flows.pipelines import train_flow
+
+    params = TrainParameters(store=str(tiny_workdir / "store.zarr"),
+                             run_dir=str(tiny_workdir / "runs"), new_run=True,
+                             config=str(tiny_workdir / "tiny.toml"), train_end="2002-12-01")
+    return Path(train_flow(params))

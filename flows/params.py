@@ -31,6 +31,7 @@ class IngestParameters(_Params):
     cache_dir: str | None = Field(None, description="download folder (default: next to "
                                   "the store)")
     grid: float | None = Field(None, gt=0, description="regrid to this resolution in degrees")
+    freq: str | None = Field(None, description="resample a daily product: weekly or monthly")
 
     def download_dir(self) -> str:
         """Where fetched files go: `cache_dir`, or `<store>.downloads` for a local store."""

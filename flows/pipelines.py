@@ -45,7 +45,8 @@ def ingest_flow(params: IngestParameters, dask_address: str | None = None) -> di
     """Fetch the source's files (cached, retried) and append them to the zarr store."""
     files = fetch_task(params.source, params.download_dir(), params.start, params.end,
                        params.mirror)
-    result = store_task(files, params.source, params.store, params.grid, dask_address)
+    result = store_task(files, params.source, params.store, params.grid, params.freq,
+                        params.start, params.end, dask_address)
     create_link_artifact(_uri(params.store), link_text=f"{params.source} store",
                          key="link-store", description="canonical SST store")
     return result

@@ -6,9 +6,7 @@ Prefect, because Prefect reads its settings when it is first imported.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 
 # Telemetry off, no update checks or promotions: the flows run where nothing outside is
 # reachable, and a blocked analytics call must not slow down or fail a run.
@@ -51,15 +49,3 @@ def dask_runner(address: str | None = None, *, threads: int = 2):
                                           "threads_per_worker": threads,
                                           "dashboard_address": None})
 
-
-@contextlib.contextmanager
-def dask_client(address: str | None) -> Iterator[None]:
-    """Send the dask computations inside the block to the scheduler at `address` (no-op
-    when None: dask's default local scheduler)."""
-    if not address:
-        yield
-        return
-    from distributed import Client
-
-    with Client(address, set_as_default=True):
-        yield

@@ -65,14 +65,15 @@ def prefect_server():
 
 
 @pytest.fixture(scope="session")
-def tiny_workdir(tmp_path_factory):
-    """A workdir with a synthetic store (6° grid, 1995-2004 monthly) and a tiny config."""
-    from pipeline.store import write_store
-    from pipeline.synthetic import synthetic_dataset
+def tiny_workdir(prefect_server, tmp_path_factory):
+    """A workdir whose store.zarr the ingest flow filled with synthetic SST (1995-2004,
+    monthly, coarsened to 6°), plus a tiny model config."""
+    from flows.params import IngestParameters
+    from flows.pipelines import ingest_flow
 
     root = tmp_path_factory.mktemp("workdir")
-    write_store(synthetic_dataset("1995-01-01", "2004-12-01", resolution=6.0),
-                str(root / "store.zarr"))
+    ingest_flow(IngestParameters(store=str(root / "store.zarr"), start="1995-01-01",
+                                 end="2004-12-01", grid=6.0))
     (root / "tiny.toml").write_text(TINY_CONFIG)
     return root
 

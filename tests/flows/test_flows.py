@@ -26,6 +26,31 @@ def _artifacts(key_prefix: str = "") -> dict[str, list]:
     return out
 
 
+def _task_states(flow_run_id) -> dict[str, str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[flow_run_id])))
+    return {run.task_key.split("-")[0]: run.state.name for run in runs}
+
+
+def test_ingest_rerun_takes_fetch_from_cache_and_adds_nothing(tiny_workdir):
+    from flows.params import IngestParameters
+    from flows.pipelines import ingest_flow
+    from pipeline.store import open_store
+
+    params = IngestParameters(store=str(tiny_workdir / "store.zarr"), start="1995-01-01",
+                              end="2004-12-01", grid=6.0)
+    state = ingest_flow(params, return_state=True)
+    assert state.is_completed() and state.result()["added"] == 0
+    states = _task_states(state.state_details.flow_run_id)
+    assert states["fetch_task"] == "Cached" and states["store_task"] == "Completed"
+    store = open_store(str(tiny_workdir / "store.zarr"))
+    assert store.sizes == {"time": 120, "lat": 30, "lon": 60}
+
+
 def test_train_flow_writes_a_checkpoint_in_a_new_time_stamped_run(trained, tiny_workdir):
     assert trained.is_file()
     assert trained.parent.parent == tiny_workdir / "runs"

@@ -94,13 +94,15 @@ def load_model(run_dir) -> tuple[MechanisticIdentifier, Config, dict]:
     return model, config, state
 
 
-def _lr_at(step: int, config: Config) -> float:
-    """Linear warmup, then cosine decay to min_lr_ratio of the peak at max_steps."""
+def _lr_at(step: int, config: Config, time_fraction: float = 0.0) -> float:
+    """Linear warmup, then cosine decay to min_lr_ratio of the peak at max_steps (or at the
+    end of the time budget, whichever comes first: `time_fraction` of it is spent)."""
     t = config.train
     if step < t.warmup_steps:
         return t.lr * (step + 1) / t.warmup_steps
     span = max(1, t.max_steps - t.warmup_steps)
-    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, (step - t.warmup_steps) / span)))
+    done = max((step - t.warmup_steps) / span, time_fraction)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
     return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * cosine)
 
 
@@ -267,7 +269,8 @@ def train(
     model = MechanisticIdentifier(config.model, config.window).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     progress_state = {"step": 0, "epoch": 0, "position": 0, "best": math.inf, "bad": 0,
-                      "done": False}
+                      "done": False, "elapsed": 0.0}
+    budget = None if t.max_minutes is None else 60.0 * t.max_minutes
     if state is not None:
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
@@ -321,10 +324,12 @@ def train(
                     train_data, batch_sampler=sampler, collate_fn=collate_batch,
                     num_workers=t.num_workers,
                 )
+                step_start = time.perf_counter()
                 for batch in loader:
                     batch = _to(batch, device)
+                    time_fraction = 0.0 if budget is None else p["elapsed"] / budget
                     for group in optimiser.param_groups:
-                        group["lr"] = _lr_at(p["step"], config)
+                        group["lr"] = _lr_at(p["step"], config, time_fraction)
                     try:
                         loss = _loss(net, batch, config.model.align_weight)
                     except ValueError as error:  # the solver refused the decoded system
@@ -348,6 +353,9 @@ def train(
                             f"checkpoint is {last_path}"
                         )
                     optimiser.step()
+                    now = time.perf_counter()
+                    p["elapsed"] += now - step_start
+                    step_start = now
                     p["step"] += 1
                     p["position"] += 1
                     window_loss += value * len(batch["context"])
@@ -383,6 +391,8 @@ def train(
                         log({"step": p["step"], "val_loss": val_loss, "best": p["best"]})
                         if p["bad"] >= t.patience:
                             p["done"] = True  # early stopping
+                    if budget is not None and p["elapsed"] >= budget:
+                        p["done"] = True  # time budget spent
                     if p["step"] % t.checkpoint_every == 0 or p["done"]:
                         checkpoint(last_path)
                     if stop.signal is not None:

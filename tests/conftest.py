@@ -147,3 +147,16 @@ def noaa_mirror(tmp_path):
     server = NoaaMirror(root)
     yield server
     server.close()
+@pytest.fixture
+def tiny_config():
+    """A model config small enough to train in seconds on `model_store`."""
+    from pipeline.config import Config, ModelConfig, TrainConfig, WindowConfig
+
+    return Config(
+        model=ModelConfig(n_dct=8, encoder_width=16, encoder_depth=1, latent_dim=4,
+                          decoder_width=16, init_steps=3),
+        window=WindowConfig(context=24, horizon=6, location_stride=1, block_locations=20),
+        train=TrainConfig(batch_size=64, max_steps=4, warmup_steps=1, val_steps=24,
+                          val_every=2, val_samples=256, checkpoint_every=2, log_every=1,
+                          max_minutes=None, seed=5),
+    )

@@ -1,0 +1,77 @@
+"""The Mechanistic Identifier network: DCT features, shapes, initial conditions, dtypes."""
+
+import numpy as np
+import pytest
+import scipy.fft
+import torch
+
+from pipeline.config import ModelConfig, WindowConfig
+from pipeline.model import MechanisticIdentifier, dct_matrix
+
+WINDOW = WindowConfig(context=24, horizon=6)
+SMALL = dict(n_dct=8, encoder_width=16, encoder_depth=2, latent_dim=4, decoder_width=16,
+             init_steps=3)
+
+
+def test_dct_matrix_is_orthonormal_dct_ii():
+    x = np.random.default_rng(0).normal(size=(3, 24))
+    full = dct_matrix(24, 24)
+    torch.testing.assert_close(full.T @ full, torch.eye(24, dtype=torch.float64))
+    np.testing.assert_allclose((torch.from_numpy(x) @ full).numpy(),
+                               scipy.fft.dct(x, type=2, norm="ortho", axis=-1), atol=1e-12)
+    torch.testing.assert_close(dct_matrix(24, 5), full[:, :5])
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return MechanisticIdentifier(ModelConfig(**SMALL), WINDOW)
+
+
+def test_forward_gives_a_forecast_per_lead_and_the_ode_parameters(model):
+    context = torch.randn(5, 24)
+    out = model(context, torch.randn(5, 5))
+    t_len = 3 + 6
+    assert out.forecast.shape == (5, 6)
+    assert out.latent.shape == (5, 4)
+    assert out.coefficients.shape == (5, t_len, 3)
+    assert out.rhs.shape == (5, t_len)
+    assert out.steps.shape == (5, t_len - 1)
+    assert out.u.shape == (5, t_len, 3)
+    assert ((out.steps >= 1e-3) & (out.steps < 1)).all()
+
+
+def test_the_solution_passes_through_the_observed_initial_steps(model):
+    context = torch.linspace(-1.0, 1.0, 24).repeat(4, 1)
+    out = model(context, torch.zeros(4, 5))
+    # the initial conditions are soft rows: close to, not exactly, the observations
+    torch.testing.assert_close(out.u[:, :3, 0], context[:, -3:], atol=0.15, rtol=0)
+
+
+def test_an_untrained_model_relaxes_anomalies_towards_climatology(model):
+    context = torch.full((2, 24), 2.0)
+    forecast = model(context, torch.zeros(2, 5)).forecast.detach()
+    assert (forecast[:, -1].abs() < forecast[:, 0].abs()).all()
+
+
+def test_gradients_reach_every_parameter_with_the_derivative_initial_condition():
+    torch.manual_seed(1)
+    net = MechanisticIdentifier(ModelConfig(**SMALL, init_derivative=True, order=3), WINDOW)
+    out = net(torch.randn(6, 24), torch.randn(6, 5))
+    out.forecast.pow(2).mean().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_float64_config_gives_a_float64_model():
+    net = MechanisticIdentifier(ModelConfig(**SMALL, dtype="float64", covariates=False), WINDOW)
+    out = net(torch.randn(2, 24))
+    assert out.forecast.dtype == torch.float64
+    assert all(p.dtype == torch.float64 for p in net.parameters())
+
+
+def test_wrong_context_length_names_the_argument(model):
+    with pytest.raises(ValueError, match="context"):
+        model(torch.randn(2, 23), torch.randn(2, 5))
+    with pytest.raises(ValueError, match="covariates"):
+        model(torch.randn(2, 24))

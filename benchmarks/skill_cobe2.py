@@ -9,8 +9,8 @@ baselines (all from the 1950-1984 climatology). Prints a markdown table per regi
 ocean, Niño3.4) and writes everything under --workdir. Also reports training samples/s and
 the share of a training step spent in the S-MNN solve (forward + backward).
 
-The store comes from the `cobe2` source through a file:// mirror when pipeline.ingest is
-available, otherwise from the netCDF file directly (same canonical form). `--grid-stride s`
+The store comes from the `cobe2` source (pipeline.ingest) through a file:// mirror folder
+that links the given file under Datasets/COBE2/. `--grid-stride s`
 keeps every s-th latitude and longitude (default 2: 2° sampling of the 1° grid) so that the
 whole benchmark fits in about an hour of two shared CPU cores; area-weighted scores on that
 sample estimate the full-grid scores.
@@ -36,7 +36,9 @@ sys.path.insert(0, str(ROOT))
 from pipeline.baselines import baseline_forecast  # noqa: E402
 from pipeline.config import config_from_dict, load_config, preset  # noqa: E402
 from pipeline.forecast import hindcast  # noqa: E402
+from pipeline.ingest import ingest  # noqa: E402
 from pipeline.metrics import evaluate  # noqa: E402
+from pipeline.store import open_store, write_store  # noqa: E402
 from pipeline.train import default_device, load_model, masked_mse, train  # noqa: E402
 
 LEADS_SHOWN = [1, 2, 3, 6, 9, 12, 18, 24, 36, 48]
@@ -46,32 +48,17 @@ def canonical_store(nc_path: Path, workdir: Path, stride: int) -> Path:
     """A canonical zarr store of the file (every `stride`-th lat/lon)."""
     full = workdir / "cobe2.zarr"
     if not full.exists():
-        try:
-            from pipeline.ingest import ingest
-        except ImportError:
-            ingest = None
-        if ingest is not None:
-            mirror = Path(tempfile.mkdtemp(prefix="cobe2-mirror-"))
-            (mirror / "Datasets/COBE2").mkdir(parents=True)
-            (mirror / "Datasets/COBE2/sst.mon.mean.nc").symlink_to(nc_path.resolve())
-            ingest("cobe2", str(full), mirror=mirror.as_uri())
-        else:  # same canonical form by hand: lat ascending, NaN land, ocean mask
-            ds = xr.open_dataset(nc_path).sortby("lat")
-            sst = ds.sst.where(ds.sst < 1e19).astype("float32")
-            mask = sst.notnull().all("time")
-            out = xr.Dataset({"sst": sst.where(mask), "mask": mask})
-            out.sst.attrs.update(units="degC")
-            out.chunk({"time": 120, "lat": 45, "lon": 360}).to_zarr(
-                full, mode="w", consolidated=False)
+        mirror = Path(tempfile.mkdtemp(prefix="cobe2-mirror-"))
+        (mirror / "Datasets/COBE2").mkdir(parents=True)
+        (mirror / "Datasets/COBE2/sst.mon.mean.nc").symlink_to(nc_path.resolve())
+        ingest("cobe2", str(full), mirror=mirror.as_uri())
     if stride == 1:
         return full
     sub = workdir / f"cobe2_stride{stride}.zarr"
     if not sub.exists():
-        ds = xr.open_zarr(full, consolidated=False)
+        ds = open_store(str(full))
         ds = ds.isel(lat=slice(stride // 2, None, stride), lon=slice(stride // 2, None, stride))
-        for var in ds.variables.values():
-            var.encoding.clear()
-        ds.chunk({"time": 120, "lat": -1, "lon": -1}).to_zarr(sub, mode="w", consolidated=False)
+        write_store(ds.load(), str(sub))
     return sub
 
 
@@ -114,7 +101,7 @@ def solver_share(run_dir: Path, store: Path, steps: int = 5) -> dict:
     device = default_device()
     model.to(device)
     stats = xr.load_dataset(run_dir / "stats.nc")
-    ds = xr.open_zarr(store, consolidated=False)
+    ds = open_store(str(store))
     split, _, _ = plan_splits(ds.time.values, train_end="1989-12", val_steps=60,
                               context=config.window.context)
     data = WindowDataset(store, stats, split, config.window)

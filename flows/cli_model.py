@@ -1,7 +1,109 @@
-"""Subcommands of `sstcast` (see flows/cli.py)."""
+"""Subcommands of `sstcast` (see flows/cli.py): train, forecast, hindcast, evaluate.
+
+Thin handlers: parse, call the pipeline function, print where the result went.
+"""
 
 from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+import pandas as pd
+
+
+def _date(text: str) -> pd.Timestamp:
+    """YYYY-MM or YYYY-MM-DD."""
+    if not re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", text):
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM or YYYY-MM-DD, got {text!r}")
+    try:
+        return pd.Timestamp(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a valid date: {text!r}") from None
+
+
+def _train(args) -> int:
+    from pipeline.config import load_config, preset
+    from pipeline.train import TrainingDiverged, TrainingInterrupted, train
+
+    config = load_config(args.config) if args.config else (
+        preset(args.preset) if args.preset else None)
+    try:
+        path = train(args.store, args.run, config=config, resume=args.resume,
+                     train_end=args.train_end)
+    except TrainingInterrupted as stopped:
+        print(f"sstcast train: {stopped}", file=sys.stderr)
+        return 130
+    except TrainingDiverged as diverged:
+        print(f"sstcast train: diverged: {diverged}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+def _forecast(args) -> int:
+    from pipeline.forecast import forecast
+
+    print(forecast(args.run, args.store, args.init, leads=args.leads, out=args.out))
+    return 0
+
+
+def _hindcast(args) -> int:
+    from pipeline.forecast import hindcast
+
+    print(hindcast(args.run, args.store, start=args.start, end=args.end, leads=args.leads,
+                   out=args.out))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from pipeline.metrics import evaluate
+
+    result = evaluate(args.forecast, args.truth, args.out,
+                      climatology_end=args.climatology_end, regions=args.regions)
+    summary = result.table.groupby(["forecast", "region"])[
+        ["rmse", "acc", "skill_vs_climatology"]].mean()
+    print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
+    print(f"\n{result.json_path}\n{result.csv_path}")
+    return 0
 
 
 def register(subparsers) -> None:
     """Add this area's subcommands to the `sstcast` parser."""
+    p = subparsers.add_parser("train", help="train the Mechanistic Identifier on a store")
+    p.add_argument("--store", required=True, help="SST store path or URL")
+    p.add_argument("--run", required=True, help="run directory (checkpoints, logs)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--config", help="TOML config file (see pipeline.config)")
+    group.add_argument("--preset", choices=["default", "paper"], help="a named config")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run")
+    p.add_argument("--train-end", type=_date,
+                   help="last time used for training and validation (default: all data)")
+    p.set_defaults(func=_train)
+
+    p = subparsers.add_parser("forecast", help="forecast from one issue time")
+    p.add_argument("--run", required=True)
+    p.add_argument("--store", required=True)
+    p.add_argument("--init", required=True, type=_date,
+                   help="issue time YYYY-MM[-DD]; only data up to it is used")
+    p.add_argument("--leads", type=int, help="leads 1..N (default: the model's horizon)")
+    p.add_argument("--out", required=True, help="forecast store to write")
+    p.set_defaults(func=_forecast)
+
+    p = subparsers.add_parser("hindcast", help="forecasts from every issue time in a range")
+    p.add_argument("--run", required=True)
+    p.add_argument("--store", required=True)
+    p.add_argument("--start", required=True, type=_date)
+    p.add_argument("--end", required=True, type=_date)
+    p.add_argument("--leads", type=int)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_hindcast)
+
+    p = subparsers.add_parser("evaluate", help="score a forecast store against the truth")
+    p.add_argument("--forecast", required=True, help="forecast store")
+    p.add_argument("--truth", required=True, help="SST store")
+    p.add_argument("--out", required=True, help="folder for metrics.json and metrics.csv")
+    p.add_argument("--climatology-end", type=_date,
+                   help="end of the climatology period (default: the forecast's attribute)")
+    p.add_argument("--regions", nargs="+", help="default: all (global tropics nh sh nino34)")
+    p.set_defaults(func=_evaluate)

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from pipeline.store import open_store
+
 __all__ = [
     "TimeStep",
     "fit_climatology",
@@ -86,12 +88,7 @@ def open_sst(store) -> xr.Dataset:
     if isinstance(store, xr.Dataset):
         ds = store
     else:
-        try:
-            from pipeline.store import open_store
-        except ImportError:  # the store module is not there yet: plain zarr
-            ds = xr.open_zarr(str(store), consolidated=False)
-        else:
-            ds = open_store(str(store))
+        ds = open_store(str(store))
     if "sst" not in ds:
         raise ValueError(f"store: expected a variable 'sst', got {sorted(ds.data_vars)}")
     if tuple(ds.sst.dims) != ("time", "lat", "lon"):

@@ -37,8 +37,10 @@ def ar1_sst(start="1980-01", end="1999-12", *, ny=6, nx=8, phi=0.8, seed=0) -> x
 @pytest.fixture
 def model_store(tmp_path):
     """The path of a real zarr store holding `ar1_sst()` (20 years, monthly, 6x8 grid)."""
+    from pipeline.store import write_store
+
     path = tmp_path / "sst.zarr"
-    ar1_sst().to_zarr(path, mode="w", consolidated=False)
+    write_store(ar1_sst(), str(path))
     return path
 
 
@@ -147,9 +149,8 @@ def noaa_mirror(tmp_path):
     server = NoaaMirror(root)
     yield server
     server.close()
-@pytest.fixture
-def tiny_config():
-    """A model config small enough to train in seconds on `model_store`."""
+def tiny_model_config():
+    """A model config small enough to train in seconds on `ar1_sst()`."""
     from pipeline.config import Config, ModelConfig, TrainConfig, WindowConfig
 
     return Config(
@@ -160,3 +161,26 @@ def tiny_config():
                           val_every=2, val_samples=256, checkpoint_every=2, log_every=1,
                           max_minutes=None, seed=5),
     )
+
+
+@pytest.fixture
+def tiny_config():
+    """`tiny_model_config()` as a fixture."""
+    return tiny_model_config()
+
+
+@pytest.fixture(scope="session")
+def trained_model_run(tmp_path_factory):
+    """(store path, run dir) of a tiny model trained for 2 steps on `ar1_sst()` up to 1995-12;
+    shared by the forecast and CLI tests, which must not modify it."""
+    from pipeline.store import write_store
+    from pipeline.train import train
+
+    root = tmp_path_factory.mktemp("model_run")
+    store = root / "sst.zarr"
+    write_store(ar1_sst(), str(store))
+    config = tiny_model_config()
+    config = config.model_copy(update={"train": config.train.model_copy(
+        update={"max_steps": 2})})
+    train(store, root / "run", config=config, train_end="1995-12")
+    return store, root / "run"

@@ -6,6 +6,7 @@ import xarray as xr
 
 from pipeline.baselines import baseline_forecast, fit_damping
 from pipeline.forecast_store import open_forecast
+from pipeline.store import open_store
 
 
 def test_damping_of_an_ar1_process_is_phi_to_the_lead():
@@ -39,7 +40,7 @@ def test_baselines_write_the_forecast_store_format(kind, model_store, tmp_path):
 
 
 def test_persistence_carries_the_issue_time_anomaly(model_store, tmp_path):
-    truth = xr.open_zarr(model_store, consolidated=False).load()
+    truth = open_store(str(model_store)).load()
     init = np.datetime64("1996-03-01")
     kw = dict(inits=[init], leads=2, train_end="1994-12")
     pers = open_forecast(baseline_forecast("persistence", model_store, tmp_path / "p.zarr", **kw))

@@ -91,9 +91,9 @@ def test_evaluate_scores_the_persistence_baseline_as_persistence(model_store, tm
                             leads=3, train_end="1994-12")
     result = evaluate(out, model_store, tmp_path / "metrics")
     table = result.table
-    ours = table[table.forecast == "persistence"].set_index(["region", "lead"])
-    assert np.allclose(ours["skill_vs_persistence"].drop("nino34"), 0.0)
-    assert (ours.loc["nino34", "n_init"] == 0).all()  # no grid point within 5S-5N
+    ours = table[table.forecast == "persistence"]
+    assert np.allclose(ours[ours.region != "nino34"].skill_vs_persistence, 0.0)
+    assert (ours[ours.region == "nino34"].n_init == 0).all()  # no grid point within 5S-5N
     glob = table[(table.region == "global")].pivot(index="lead", columns="forecast",
                                                    values="rmse")
     assert (glob["persistence"] < glob["climatology"]).all()  # AR(1) with phi = 0.8

@@ -7,6 +7,7 @@ import torch
 
 from pipeline.climatology import fit_climatology
 from pipeline.config import WindowConfig
+from pipeline.store import open_store
 from pipeline.windows import (
     BlockBatchSampler,
     WindowDataset,
@@ -37,9 +38,7 @@ def test_a_period_too_short_for_one_window_is_a_clear_error():
 
 @pytest.fixture
 def dataset(model_store):
-    import xarray as xr
-
-    ds = xr.open_zarr(model_store, consolidated=False)
+    ds = open_store(str(model_store))
     train, _, fit_end = plan_splits(ds.time.values, train_end="1995-12", val_steps=12,
                                     context=24)
     stats = fit_climatology(ds.sst, end=fit_end)

@@ -6,16 +6,22 @@ once: the even steps of a level couple only to their odd neighbours, so their b�
 blocks are factorised together, and the Schur complement on the odd steps is again
 block-tridiagonal with half as many steps. For an SPD matrix this is a block Cholesky
 factorisation in a nested-dissection ordering, hence as stable as the sequential one. There
-are ⌈log2(T+1)⌉ levels; each is a handful of batched tensor operations over all its steps,
-so the only Python loops run over the levels and over the block size b.
+are ⌈log2(T+1)⌉ levels, each a few dozen batched tensor operations over all its steps; the
+only Python loops run over the levels and over the block size. Once few steps remain the
+rest is factorised densely (one batched Cholesky), which saves the per-level overhead of the
+last levels where the work is negligible.
 
 The block-pentadiagonal case pairs consecutive steps into 2b×2b blocks (padding T to even
-with a decoupled identity step), which makes it block-tridiagonal.
+with an identity step coupled to nothing), which makes it block-tridiagonal.
 
-Layout: inside this module blocks are stored "structure of arrays", the two block indices
-first and the batch and step dims last, e.g. diag as (b, b, N, n). A b×b product is then b
-fused multiply-adds over long contiguous vectors instead of millions of tiny matrix calls,
-which is several times faster on CPU and launches few kernels on GPU.
+Layout: inside this module blocks are "structure of arrays", block indices first and the
+batch and step dims last, e.g. diag (B, B, N, n). A B×B product is then B fused
+multiply-adds over long contiguous vectors instead of millions of tiny matrix calls (several
+times faster on CPU, and few kernel launches on GPU).
+
+A non-positive pivot gives an infinite or NaN reciprocal that IEEE arithmetic carries (0·inf
+is NaN) into the Schur complements above it, up to the dense remainder, so one check there
+(finite and positive definite) finds it and names the batch index: no per-level sync.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ from __future__ import annotations
 import torch
 
 __all__ = ["CyclicReduction", "factor"]
+
+# The last levels are factorised densely when N·(n·B)³ stays below this many multiply-adds.
+DENSE_TAIL_WORK = 3_000_000
 
 
 def factor(diag: torch.Tensor, bands: tuple[torch.Tensor, ...]) -> CyclicReduction:
@@ -32,7 +41,8 @@ def factor(diag: torch.Tensor, bands: tuple[torch.Tensor, ...]) -> CyclicReducti
     bands: lower bands; bands[0] (N, T-1, b, b) with bands[0][:, t] = M[t+1, t], and for the
         block-pentadiagonal case also bands[1] (N, T-2, b, b) with bands[1][:, t] = M[t+2, t].
     Returns an object whose ``solve(rhs (N, T, b)) -> (N, T, b)`` applies M⁻¹, reusable any
-    number of times (forward solve and the backward solve λ = M⁻¹g).
+    number of times (forward solve and the backward solve λ = M⁻¹g). The inputs are not
+    modified.
     Raises ValueError naming the first batch index whose matrix is not positive definite.
     """
     _check(diag, bands)
@@ -40,41 +50,44 @@ def factor(diag: torch.Tensor, bands: tuple[torch.Tensor, ...]) -> CyclicReducti
     paired = len(bands) == 2
     if paired:
         d, lower = _pair_steps(diag, bands[0], bands[1])
-    else:
-        d = diag.permute(2, 3, 0, 1).contiguous()  # (b, b, N, T)
-        lower = bands[0].permute(2, 3, 0, 1).contiguous()  # (b, b, N, T-1)
+    else:  # views: the first level reads them once, strided
+        d, lower = diag.permute(2, 3, 0, 1), bands[0].permute(2, 3, 0, 1)
+    width = d.shape[0]
+    n_tail = _dense_tail_steps(n_batch, width)
     levels = []
-    bad = torch.zeros(n_batch, dtype=torch.bool, device=diag.device)
-    while d.shape[-1] > 0:
+    while d.shape[-1] > n_tail:
         level, d, lower = _reduce(d, lower)
         levels.append(level)
-        bad |= ~torch.isfinite(level[1]).all(-1).all(0)  # rinv is inf/NaN at a pivot <= 0
-    if bool(bad.any()):
-        index = int(bad.nonzero()[0, 0])
+    tail = _DenseTail(d, lower)  # at least one step is left
+    if bool(tail.failed.any()):
+        index = int(tail.failed.nonzero()[0, 0])
         raise ValueError(
-            f"normal matrix is not positive definite for batch index {index}: block cyclic "
-            "reduction met a non-positive pivot (check weights, steps and coefficients)"
+            "the normal matrix: expected symmetric positive definite, received a singular, "
+            f"indefinite or non-finite system at batch index {index} (block cyclic reduction "
+            "met a non-positive pivot; check weights, steps and coefficients)"
         )
-    return CyclicReduction(levels, n_steps, b, paired)
+    return CyclicReduction(levels, tail, n_steps, b, paired)
 
 
 class CyclicReduction:
-    """Factors of block cyclic reduction, one tuple per level, for repeated solves.
+    """Factors of block cyclic reduction for repeated solves.
 
-    Level tuple (C, rinv, X): C (B, B, N, ne) lower Cholesky factors of the eliminated
-    diagonal blocks, rinv (B, N, ne) the reciprocals of their diagonals, X (B, 2B, N, ne)
-    = C⁻¹ [M[e, e+1] | M[e, e-1]] the scaled couplings to the kept neighbours (zero where a
-    neighbour is missing). B is b, or 2b for paired (block-pentadiagonal) systems.
+    levels: one (tall, rinv) per level. tall (3B, B, N, ne): rows :B hold the lower Cholesky
+    factors C of the eliminated diagonal blocks, rows B: hold [U | V]ᵀ with
+    [U | V] = C⁻¹ [M[e, e+1] | M[e, e-1]], the scaled couplings to the kept neighbours (zero
+    where a neighbour is missing); rinv (B, N, ne) the reciprocals of diag(C).
+    tail: the densely factorised remainder. B is b, or 2b for paired systems.
     """
 
-    def __init__(self, levels, n_steps: int, b: int, paired: bool):
+    def __init__(self, levels, tail, n_steps: int, b: int, paired: bool):
         self.levels = levels
+        self.tail = tail
         self.n_steps = n_steps
         self.b = b
         self.paired = paired
 
     def solve(self, rhs: torch.Tensor) -> torch.Tensor:
-        """Return M⁻¹ rhs. rhs: (N, T, b) -> (N, T, b)."""
+        """Return M⁻¹ rhs. rhs: (N, T, b) -> (N, T, b) (a new tensor)."""
         n_batch, n_steps, b = rhs.shape
         if n_steps != self.n_steps or b != self.b:
             raise ValueError(
@@ -84,128 +97,166 @@ class CyclicReduction:
             if n_steps % 2:
                 rhs = torch.nn.functional.pad(rhs, (0, 0, 0, 1))
             rhs = rhs.reshape(n_batch, -1, 2 * b)
-        y = rhs.permute(2, 0, 1).contiguous()  # (B, N, n)
+        out = torch.empty_like(rhs, memory_format=torch.contiguous_format)  # (N, n, B)
+        y = rhs.permute(2, 0, 1)  # (B, N, n), a view
         eliminated = []
-        for c, rinv, x in self.levels:  # forward: y_k -= Uᵀ C⁻¹ y_e (and V for the next)
-            n_elim = c.shape[-1]
-            width = x.shape[0]
-            z = _forward_sub(c, rinv, y[..., 0::2].unsqueeze(1)).squeeze(1)  # (B, N, ne)
+        for tall, rinv in self.levels:
+            z, y = _forward_level(tall, rinv, y)
             eliminated.append(z)
-            kept = y[..., 1::2]  # (B, N, nk)
-            n_kept = kept.shape[-1]
-            upd = _mtv(x[:, :width], z)  # Uᵀ z: (B, N, ne)
-            y = kept - upd[..., :n_kept]
-            if n_elim > 1:
-                updv = _mtv(x[:, width:, :, 1:], z[..., 1:])  # Vᵀ z, V starts at e = 2
-                y[..., : n_elim - 1] -= updv
-        sol = y  # (B, N, 0)
-        for (c, rinv, x), z in zip(reversed(self.levels), reversed(eliminated), strict=True):
-            width = x.shape[0]
-            n_elim, n_kept = c.shape[-1], sol.shape[-1]
-            w = z.clone()
-            w[..., :n_kept] -= _mv(x[:, :width, :, :n_kept], sol)  # U x_{k}
-            if n_elim > 1:
-                w[..., 1:] -= _mv(x[:, width:, :, 1:], sol[..., : n_elim - 1])  # V x_{k-1}
-            xe = _back_sub(c, rinv, w.unsqueeze(1)).squeeze(1)  # (B, N, ne)
-            full = xe.new_empty(xe.shape[:-1] + (n_elim + n_kept,))
+        sol = self.tail.solve(y)
+        for depth in reversed(range(len(self.levels))):
+            tall, rinv = self.levels[depth]
+            xe = _backward_level(tall, rinv, eliminated.pop(), sol)
+            # Interleave eliminated (even) and kept (odd) steps; level 0 writes the output.
+            full = out.permute(2, 0, 1) if depth == 0 else xe.new_empty(_joined(xe, sol))
             full[..., 0::2] = xe
             full[..., 1::2] = sol
             sol = full
-        out = sol.permute(1, 2, 0)  # (N, n, B)
+        if not self.levels:
+            out.permute(2, 0, 1).copy_(sol)
         if self.paired:
             out = out.reshape(n_batch, -1, b)[:, :n_steps]
-        return out.contiguous()
+        return out
+
+
+def _joined(xe: torch.Tensor, xk: torch.Tensor) -> tuple[int, ...]:
+    return xe.shape[:-1] + (xe.shape[-1] + xk.shape[-1],)
 
 
 def _reduce(d: torch.Tensor, lower: torch.Tensor):
     """One level: eliminate steps 0, 2, 4, ... of a block-tridiagonal system.
 
-    d: (B, B, N, n) diagonal blocks; lower: (B, B, N, n-1) with lower[..., t] = M[t+1, t].
-    Returns the level's factors (C, rinv, X) and the Schur complement on steps 1, 3, ...:
-    diag (B, B, N, n//2) and lower (B, B, N, n//2 - 1).
+    d: (B, B, N, n) diagonal blocks; lower: (B, B, N, n-1) with lower[..., t] = M[t+1, t]
+    (any strides). Returns the level's factors (tall, rinv) and the Schur complement on the
+    steps 1, 3, ...: diag (B, B, N, n//2) and lower (B, B, N, n//2 - 1), contiguous.
     """
-    width = d.shape[0]
-    n = d.shape[-1]
+    width, n = d.shape[0], d.shape[-1]
     n_elim, n_kept = (n + 1) // 2, n // 2
-    c, rinv = _cholesky(d[..., 0::2])
-    # Couplings of eliminated step e to e+1 (M[e, e+1] = lower[e]ᵀ) and to e-1 (lower[e-1]).
-    coupling = d.new_zeros((width, 2 * width) + d.shape[2:-1] + (n_elim,))
-    coupling[:, :width, ..., :n_kept] = lower[..., 0::2].transpose(0, 1)
-    coupling[:, width:, ..., 1:] = lower[..., 1::2]
-    x = _forward_sub(c, rinv, coupling)  # [U | V] = C⁻¹ [M[e, e+1] | M[e, e-1]]
-    gram = _mtm(x, x)  # (2B, 2B, N, ne): UᵀU, UᵀV, VᵀV of each eliminated step
-    new_d = d[..., 1::2] - gram[:width, :width, ..., :n_kept]
+    batch = d.shape[2:-1]
+    # tall = [M[e, e]; M[e+1, e]; M[e-1, e]]: one column Cholesky factorises M[e, e] and
+    # computes the couplings C⁻¹ M[e, e±1] (as their transposes) in the same sweep.
+    tall = d.new_empty((3 * width, width) + batch + (n_elim,))
+    tall[:width].copy_(d[..., 0::2])
+    tall[width : 2 * width, ..., :n_kept].copy_(lower[..., 0::2])
+    tall[2 * width :, ..., 1:].copy_(lower[..., 1::2].transpose(0, 1))
+    if n_kept < n_elim:  # the last eliminated step has no right neighbour
+        tall[width : 2 * width, ..., n_kept:].zero_()
+    tall[2 * width :, ..., :1].zero_()  # step 0 has no left neighbour
+    rinv = _cholesky_tall(tall)
+
+    # gram[p, q] = Σ_i X[i, p] X[i, q] for X = [U | V]: UᵀU, UᵀV and VᵀV of each step.
+    coupling = tall[width:]  # (2B, B, *batch, ne)
+    gram = coupling[:, 0].unsqueeze(1) * coupling[:, 0].unsqueeze(0)
+    for i in range(1, width):
+        gram.addcmul_(coupling[:, i].unsqueeze(1), coupling[:, i].unsqueeze(0))
+    new_d = d.new_empty((width, width) + batch + (n_kept,))
+    torch.sub(d[..., 1::2], gram[:width, :width, ..., :n_kept], out=new_d)
     new_d[..., : n_elim - 1] -= gram[width:, width:, ..., 1 : n_kept + 1]
-    new_lower = -gram[:width, width:, ..., 1:n_kept]  # M'[k+1, k] = -U_{e}ᵀ V_{e}, e between
-    return (c, rinv, x), new_d, new_lower
+    # M'[k+1, k] = -U_eᵀ V_e with e the eliminated step between kept k and k+1.
+    new_lower = torch.neg(gram[:width, width:, ..., 1:n_kept])
+    return (tall, rinv), new_d, new_lower
 
 
-def _cholesky(a: torch.Tensor):
-    """Lower Cholesky factors of stacked SPD blocks. a: (B, B, *) -> C (B, B, *), rinv (B, *).
+def _cholesky_tall(tall: torch.Tensor) -> torch.Tensor:
+    """In place: column Cholesky of the first B columns of tall (3B, B, *).
 
-    Column by column; each statement acts on all blocks at once. A pivot <= 0 (or NaN) shows
-    up as a non-finite rinv, checked by the caller.
+    Afterwards tall[:B] holds the lower factor C of tall[:B] (upper part untouched) and
+    tall[B:] holds tall[B:] C⁻ᵀ. Returns rinv (B, *) = 1/diag(C): inf or NaN at a pivot
+    <= 0, which the later arithmetic spreads (see the module docstring).
     """
-    width = a.shape[0]
-    c = torch.zeros_like(a)
-    rinv = a.new_empty((width,) + a.shape[2:])
+    width = tall.shape[1]
+    rinv = tall.new_empty((width,) + tall.shape[2:])
     for j in range(width):
-        s = a[j:, j]  # (B-j, *)
-        if j:
-            s = s - (c[j:, :j] * c[j, :j]).sum(1)
-        r = s[0].rsqrt()
-        rinv[j] = r
-        c[j, j] = s[0] * r
-        if j + 1 < width:
-            c[j + 1 :, j] = s[1:] * r
-    return c, rinv
+        col = tall[j:, j]  # (3B-j, *)
+        _sub_products(col, tall[j:, :j], tall[j, :j], dim=1)
+        torch.rsqrt(col[0], out=rinv[j])
+        col.mul_(rinv[j])
+    return rinv
 
 
-def _forward_sub(c: torch.Tensor, rinv: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """Solve C X = R for lower-triangular C. c: (B, B, *), rinv: (B, *), r: (B, m, *)."""
-    out = torch.empty_like(r)
-    for i in range(c.shape[0]):
-        xi = r[i]
-        if i:
-            xi = xi - (c[i, :i].unsqueeze(1) * out[:i]).sum(0)
-        torch.mul(xi, rinv[i].unsqueeze(0), out=out[i])
-    return out
+def _sub_products(target: torch.Tensor, a: torch.Tensor, x: torch.Tensor, dim: int) -> None:
+    """In place: target -= Σ_k a.select(dim, k) · x[k]; a's dim `dim` and x's dim 0 are k."""
+    count = x.shape[0]
+    if count <= 3:  # a few fused multiply-adds beat a temporary and a reduction
+        for k in range(count):
+            target.addcmul_(a.select(dim, k), x[k], value=-1.0)
+    else:
+        target.sub_((a * x.unsqueeze(dim - 1) if dim else a * x).sum(dim))
 
 
-def _back_sub(c: torch.Tensor, rinv: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """Solve Cᵀ X = R for lower-triangular C. c: (B, B, *), rinv: (B, *), r: (B, m, *)."""
-    width = c.shape[0]
-    out = torch.empty_like(r)
+def _forward_level(tall: torch.Tensor, rinv: torch.Tensor, y: torch.Tensor):
+    """Forward substitution through one level. y: (B, N, n) -> z (B, N, ne), y' (B, N, nk).
+
+    z = C⁻¹ y_e for the eliminated steps; y' = y_k - Uᵀ z_k - Vᵀ z_{k+1} for the kept ones.
+    """
+    width, n = tall.shape[1], y.shape[-1]
+    n_elim, n_kept = (n + 1) // 2, n // 2
+    z = y.new_empty(y.shape[:-1] + (n_elim,))
+    z.copy_(y[..., 0::2])
+    for i in range(width):
+        _sub_products(z[i], tall[i, :i], z[:i], dim=0)
+        z[i].mul_(rinv[i])
+    coupling = tall[width:]  # (2B, B, N, ne): rows p of Uᵀ then Vᵀ
+    upd = coupling[:, 0] * z[0]
+    for i in range(1, width):
+        upd.addcmul_(coupling[:, i], z[i])
+    kept = y.new_empty(y.shape[:-1] + (n_kept,))
+    torch.sub(y[..., 1::2], upd[:width, ..., :n_kept], out=kept)
+    kept[..., : n_elim - 1] -= upd[width:, ..., 1:]
+    return z, kept
+
+
+def _backward_level(tall: torch.Tensor, rinv: torch.Tensor, z: torch.Tensor, xk: torch.Tensor):
+    """Back substitution through one level, in place on z (B, N, ne); xk (B, N, nk) kept.
+
+    x_e = C⁻ᵀ (z_e - U x_k - V x_{k-1}), returned (B, N, ne).
+    """
+    width = tall.shape[1]
+    n_elim, n_kept = z.shape[-1], xk.shape[-1]
+    head, shifted = z[..., :n_kept], z[..., 1:]
+    for p in range(width):
+        head.addcmul_(tall[width + p, ..., :n_kept], xk[p], value=-1.0)  # U x_k
+        shifted.addcmul_(tall[2 * width + p, ..., 1:], xk[p, ..., : n_elim - 1], value=-1.0)
     for i in reversed(range(width)):
-        xi = r[i]
-        if i + 1 < width:
-            xi = xi - (c[i + 1 :, i].unsqueeze(1) * out[i + 1 :]).sum(0)
-        torch.mul(xi, rinv[i].unsqueeze(0), out=out[i])
-    return out
+        _sub_products(z[i], tall[i + 1 : width, i], z[i + 1 :], dim=0)
+        z[i].mul_(rinv[i])
+    return z
 
 
-def _mtm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Aᵀ B of stacked blocks. a: (k, p, *), b: (k, q, *) -> (p, q, *)."""
-    out = a[0].unsqueeze(1) * b[0].unsqueeze(0)
-    for j in range(1, a.shape[0]):
-        out.addcmul_(a[j].unsqueeze(1), b[j].unsqueeze(0))
-    return out
+class _DenseTail:
+    """The last few steps of the reduced system, factorised as one dense matrix per batch.
+
+    d: (B, B, N, n), lower: (B, B, N, n-1). failed: (N,) bool, True where the matrix is not
+    positive definite or not finite.
+    """
+
+    def __init__(self, d: torch.Tensor, lower: torch.Tensor):
+        width, n = d.shape[0], d.shape[-1]
+        n_batch = d.shape[2]
+        blocks = d.new_zeros((n_batch, n, width, n, width))
+        idx = torch.arange(n, device=d.device)
+        blocks[:, idx, :, idx] = d.permute(3, 2, 0, 1)  # (n, N, B, B) into [t, :, :, t]
+        blocks[:, idx[1:], :, idx[:-1]] = lower.permute(3, 2, 0, 1)
+        blocks[:, idx[:-1], :, idx[1:]] = lower.permute(3, 2, 1, 0)
+        dense = blocks.view(n_batch, n * width, n * width)
+        finite = torch.isfinite(dense).all(-1).all(-1)
+        self.chol, info = torch.linalg.cholesky_ex(dense)
+        self.failed = (info != 0) | ~finite
+
+    def solve(self, y: torch.Tensor) -> torch.Tensor:
+        """y: (B, N, n) -> (B, N, n)."""
+        width, n_batch, n = y.shape
+        flat = y.permute(1, 2, 0).reshape(n_batch, n * width, 1)
+        x = torch.cholesky_solve(flat, self.chol)
+        return x.view(n_batch, n, width).permute(2, 0, 1)
 
 
-def _mv(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """A x of stacked blocks. a: (p, q, *), x: (q, *) -> (p, *)."""
-    out = a[:, 0] * x[0]
-    for j in range(1, a.shape[1]):
-        out.addcmul_(a[:, j], x[j])
-    return out
-
-
-def _mtv(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Aᵀ x of stacked blocks. a: (q, p, *), x: (q, *) -> (p, *)."""
-    out = a[0] * x[0]
-    for j in range(1, a.shape[0]):
-        out.addcmul_(a[j], x[j])
-    return out
+def _dense_tail_steps(n_batch: int, width: int) -> int:
+    """How many remaining steps to factorise densely: N·(n·B)³ <= DENSE_TAIL_WORK."""
+    n = 1
+    while n_batch * ((n + 1) * width) ** 3 <= DENSE_TAIL_WORK:
+        n += 1
+    return n
 
 
 def _pair_steps(diag, band1, band2):
@@ -222,17 +273,17 @@ def _pair_steps(diag, band1, band2):
     l2 = band2.permute(2, 3, 0, 1)
     pd = diag.new_zeros((2 * b, 2 * b, n_batch, n_pairs))
     pl = diag.new_zeros((2 * b, 2 * b, n_batch, max(n_pairs - 1, 0)))
-    n_odd = n_steps // 2  # pairs with a second step
+    n_second = n_steps // 2  # pairs with a second step
     pd[:b, :b] = d[..., 0::2]
-    pd[b:, b:, :, :n_odd] = d[..., 1::2]
-    pd[b:, :b, :, :n_odd] = l1[..., 0::2]
-    pd[:b, b:, :, :n_odd] = l1[..., 0::2].transpose(0, 1)
+    pd[b:, b:, :, :n_second] = d[..., 1::2]
+    pd[b:, :b, :, :n_second] = l1[..., 0::2]
+    pd[:b, b:, :, :n_second] = l1[..., 0::2].transpose(0, 1)
     if n_steps % 2:
         idx = torch.arange(b, 2 * b, device=diag.device)
         pd[idx, idx, :, -1] = 1.0
     # M[(2p+2, 2p+3), (2p, 2p+1)] = [[band2[2p], band1[2p+1]], [0, band2[2p+1]]]
     pl[:b, :b] = l2[..., 0::2]
-    pl[:b, b:, :, : l1[..., 1::2].shape[-1]] = l1[..., 1::2]
+    pl[:b, b:] = l1[..., 1::2]
     pl[b:, b:, :, : l2[..., 1::2].shape[-1]] = l2[..., 1::2]
     return pd, pl
 

@@ -18,21 +18,26 @@ def banded_spd(n_batch, t_len, b, n_bands, *, seed, scales=None, ridge=1e-3):
     """
     g = torch.Generator().manual_seed(seed)
     size = t_len * b
-    a = torch.zeros(n_batch, size + n_bands * b, size, dtype=torch.float64)
-    for t in range(t_len):
-        for k in range(n_bands + 1):
-            rows = slice((t + k) * b, (t + k + 1) * b)
-            a[:, rows, t * b : (t + 1) * b] = torch.randn(
-                n_batch, b, b, generator=g, dtype=torch.float64
-            )
+    a = torch.zeros(n_batch, t_len + n_bands, b, t_len, b, dtype=torch.float64)
+    idx = torch.arange(t_len)
+    for k in range(n_bands + 1):  # block (t + k, t) of A
+        a[:, idx + k, :, idx] = torch.randn(t_len, n_batch, b, b, generator=g, dtype=a.dtype)
+    a = a.reshape(n_batch, (t_len + n_bands) * b, size)
     if scales is not None:
         a = a * scales.repeat(t_len)
     m = a.mT @ a + ridge * torch.eye(size, dtype=torch.float64)
     blocks = m.reshape(n_batch, t_len, b, t_len, b).transpose(2, 3)  # (N, T, T, b, b)
-    idx = torch.arange(t_len)
     diag = blocks[:, idx, idx]
     bands = tuple(blocks[:, idx[k:], idx[: t_len - k]] for k in range(1, n_bands + 1))
     return m, diag, bands
+
+
+@pytest.fixture(params=["reduction_only", "dense_tail"])
+def tail_mode(request, monkeypatch):
+    """Run a test with cyclic reduction down to one step, and with the default dense tail."""
+    if request.param == "reduction_only":
+        monkeypatch.setattr(_parallel, "DENSE_TAIL_WORK", 0)
+    return request.param
 
 
 def dense_solve(m, rhs):
@@ -47,7 +52,7 @@ def relative_error(got, want):
 @pytest.mark.parametrize("n_bands", [1, 2], ids=["tridiagonal", "pentadiagonal"])
 @pytest.mark.parametrize("b", [1, 3, 5])
 @pytest.mark.parametrize("t_len", [1, 2, 3, 4, 5, 8, 9, 17, 33])
-def test_cyclic_reduction_matches_dense_solve(t_len, b, n_bands):
+def test_cyclic_reduction_matches_dense_solve(t_len, b, n_bands, tail_mode):
     m, diag, bands = banded_spd(3, t_len, b, n_bands, seed=10 * t_len + b)
     rhs = torch.randn(3, t_len, b, generator=torch.Generator().manual_seed(1), dtype=m.dtype)
     x = _parallel.factor(diag, bands).solve(rhs)
@@ -57,7 +62,7 @@ def test_cyclic_reduction_matches_dense_solve(t_len, b, n_bands):
 
 @pytest.mark.parametrize("n_bands", [1, 2], ids=["tridiagonal", "pentadiagonal"])
 @pytest.mark.parametrize("h", [1e-3, 1e-2, 0.1, 1.0])
-def test_badly_scaled_systems_are_solved_with_a_tiny_backward_error(h, n_bands):
+def test_badly_scaled_systems_are_solved_with_a_tiny_backward_error(h, n_bands, tail_mode):
     # Columns scaled like the S-MNN unknowns u[t, k] (rows carry h^k): cond(M) ~ h^-8 at K=5.
     k_len = 5
     scales = torch.tensor([h**k for k in range(k_len)], dtype=torch.float64)
@@ -70,7 +75,7 @@ def test_badly_scaled_systems_are_solved_with_a_tiny_backward_error(h, n_bands):
     assert float(backward_error.max()) < 1e-14
 
 
-def test_one_factorisation_serves_several_right_hand_sides():
+def test_one_factorisation_serves_several_right_hand_sides(tail_mode):
     m, diag, bands = banded_spd(2, 11, 3, 1, seed=5)
     fac = _parallel.factor(diag, bands)
     g = torch.Generator().manual_seed(6)
@@ -88,7 +93,7 @@ def test_factor_leaves_its_inputs_unchanged():
 
 @pytest.mark.parametrize("n_bands", [1, 2], ids=["tridiagonal", "pentadiagonal"])
 @pytest.mark.parametrize("bad_step", [0, 6, 12])
-def test_indefinite_system_raises_naming_the_batch_index(bad_step, n_bands):
+def test_indefinite_system_raises_naming_the_batch_index(bad_step, n_bands, tail_mode):
     _, diag, bands = banded_spd(3, 13, 3, n_bands, seed=8)
     diag = diag.clone()
     diag[1, bad_step] -= 1e3 * torch.eye(3, dtype=diag.dtype)
@@ -96,12 +101,22 @@ def test_indefinite_system_raises_naming_the_batch_index(bad_step, n_bands):
         _parallel.factor(diag, bands)
 
 
-def test_non_finite_blocks_raise_instead_of_returning_nans():
+def test_non_finite_blocks_raise_instead_of_returning_nans(tail_mode):
     _, diag, bands = banded_spd(2, 6, 2, 1, seed=9)
     diag = diag.clone()
     diag[0, 3, 1, 1] = float("nan")
     with pytest.raises(ValueError, match="batch index 0"):
         _parallel.factor(diag, bands)
+
+
+def test_failure_in_a_decoupled_block_still_reaches_the_final_check(tail_mode):
+    # Zero couplings around step 4: only NaN arithmetic (0·inf) carries the failure upwards.
+    _, diag, bands = banded_spd(3, 17, 3, 1, seed=12)
+    diag, band = diag.clone(), bands[0].clone()
+    diag[2, 4] = -torch.eye(3, dtype=diag.dtype)
+    band[2, 3:5] = 0.0
+    with pytest.raises(ValueError, match="batch index 2"):
+        _parallel.factor(diag, (band,))
 
 
 def test_malformed_bands_and_rhs_are_rejected_with_their_shapes():

@@ -36,7 +36,7 @@ def ode_forward(
             (S may be 0; J <= K).
         steps: (..., T-1 or 1) step sizes h_t > 0.
         central: add the central-difference rows (the S-MNN "central" variant).
-        method: "auto", or a registered method name ("sequential").
+        method: "auto", or a registered method name ("sequential", "parallel").
         solve_dtype: dtype to assemble and solve in (e.g. torch.float64 for float32 inputs);
             default: the inputs' (promoted) dtype. The result has the inputs' dtype.
 

@@ -11,24 +11,37 @@ from __future__ import annotations
 
 import torch
 
-from smnn import _sequential
+from smnn import _parallel, _sequential
 from smnn._adjoint import input_gradients
 from smnn._assemble import normal_equations
 from smnn._validate import Problem
 
 # Solver methods: modules with `factor(diag, bands) -> obj`, `obj.solve(rhs) -> x`.
-METHODS = {"sequential": _sequential}
+METHODS = {"sequential": _sequential, "parallel": _parallel}
 
 
 def choose_method(method: str, n: int, t_len: int, b: int, device: torch.device) -> str:
     """Resolve "auto" to a registered method for an (N, T, b) problem on `device`."""
     if method == "auto":
-        return "sequential"
+        return _auto_method(n, t_len, b, device)
     if method not in METHODS:
         raise ValueError(
             f"method: expected 'auto' or one of {sorted(METHODS)}, received {method!r}"
         )
     return method
+
+
+# Crossover of "auto" (see benchmarks/README.md): the sequential method's depth T costs a
+# fixed overhead per step, the parallel one's log T levels move ~2x more memory. On CPU the
+# sequential method wins only for large batches (then both are memory-bound); on CUDA the
+# T sequential launches always lose. PROVISIONAL until measured on an idle machine.
+AUTO_SEQUENTIAL_MIN_BATCH_CPU = 2048
+
+
+def _auto_method(n: int, t_len: int, b: int, device: torch.device) -> str:
+    if device.type == "cpu" and n >= AUTO_SEQUENTIAL_MIN_BATCH_CPU:
+        return "sequential"
+    return "parallel"
 
 
 def _problem(like: Problem, c, r, v, h) -> Problem:

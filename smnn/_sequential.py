@@ -25,8 +25,8 @@ def _batch_last(x: torch.Tensor) -> torch.Tensor:
 
 
 def _raise_not_pd(inv_pivots: torch.Tensor) -> None:
-    """inv_pivots: (..., N), 1/sqrt of the Cholesky pivots; NaN/inf where M is not SPD."""
-    failed = ~torch.isfinite(inv_pivots).flatten(0, -2).all(dim=0)  # (N,)
+    """inv_pivots: (T, N, b), 1/sqrt of the Cholesky pivots; NaN/inf where M is not SPD."""
+    failed = ~torch.isfinite(inv_pivots).all(dim=-1).all(dim=0)  # (N,)
     if bool(failed.any()):
         index = int(failed.nonzero()[0, 0])
         raise ValueError(

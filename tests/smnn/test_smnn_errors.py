@@ -1,0 +1,110 @@
+"""Bad input raises ValueError/TypeError naming the argument, the expected and the received."""
+
+import pytest
+import torch
+
+from smnn import ODELayer, ode_forward
+
+from .conftest import make_problem
+
+
+def replaced(index, value, **kwargs):
+    inputs = list(make_problem(t_len=5, **kwargs))
+    inputs[index] = value(inputs[index]) if callable(value) else value
+    return inputs
+
+
+def nan_at(x, where=(0, 1)):
+    x = x.clone()
+    x.view(-1)[3 if x.numel() > 3 else 0] = float("nan")
+    return x
+
+
+CASES = {
+    "coefficients_not_a_tensor": (0, [[1.0]], TypeError, "coefficients: expected a torch.Tensor"),
+    "integer_rhs": (1, lambda r: r.long(), TypeError, "rhs: expected dtype float32 or float64"),
+    "rhs_wrong_equation_count": (
+        1,
+        lambda r: torch.cat([r, r], -1),
+        ValueError,
+        r"rhs: expected last dim E=1",
+    ),
+    "rhs_wrong_step_count": (1, lambda r: r[:, :3], ValueError, r"rhs: expected step dim 5 or 1"),
+    "steps_wrong_count": (
+        3,
+        lambda h: h[:, :2],
+        ValueError,
+        r"steps: expected step dim 4 or 1 \(T=5\), received 2",
+    ),
+    "init_vars_wrong_state_dims": (
+        2,
+        lambda v: torch.cat([v, v], -2),
+        ValueError,
+        r"init_vars: expected dim -2 to be D=1",
+    ),
+    "init_vars_too_many_orders": (
+        2,
+        lambda v: torch.cat([v, v], -1),
+        ValueError,
+        r"init_vars: expected J <= K=3",
+    ),
+    "order_zero": (0, lambda c: c[..., :1], ValueError, r"coefficients: expected K >= 2"),
+    "nan_coefficient": (
+        0,
+        nan_at,
+        ValueError,
+        r"coefficients: expected finite values, received nan",
+    ),
+    "inf_rhs": (
+        1,
+        lambda r: r + float("inf"),
+        ValueError,
+        r"rhs: expected finite values, received inf",
+    ),
+    "nan_init_vars": (2, nan_at, ValueError, r"init_vars: expected finite values"),
+    "zero_step": (3, lambda h: h * 0, ValueError, r"steps: expected step sizes > 0, received 0.0"),
+    "negative_step": (3, lambda h: -h, ValueError, r"steps: expected step sizes > 0, received -"),
+    "batch_dims_clash": (
+        1,
+        lambda r: torch.cat([r, r, r]),
+        ValueError,
+        r"expected leading batch dims that broadcast",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_raises_naming_argument_expected_and_received(case):
+    index, value, error, message = CASES[case]
+    with pytest.raises(error, match=message):
+        ode_forward(*replaced(index, value))
+
+
+def test_more_initial_steps_than_steps_raises():
+    with pytest.raises(
+        ValueError, match=r"init_vars: expected S <= T=5 initial steps, received S=6"
+    ):
+        ode_forward(*make_problem(t_len=5, s_len=6))
+
+
+def test_bad_weight_and_method_raise():
+    inputs = make_problem(t_len=5)
+    with pytest.raises(
+        ValueError, match=r"weight_smooth: expected a finite number > 0, received 0.0"
+    ):
+        ode_forward(*inputs, weight_smooth=0.0)
+    with pytest.raises(TypeError, match="weight_init: expected a positive real number"):
+        ode_forward(*inputs, weight_init="1")
+    with pytest.raises(ValueError, match=r"method: expected 'auto' or one of \['sequential'"):
+        ODELayer(method="cholesky")(*inputs)
+
+
+def test_a_singular_system_names_its_batch_index():
+    # Batch element 2 has all-zero equations and no initial values: nothing pins u.
+    coefficients, rhs, _, steps = make_problem(batch=(4,), t_len=5, s_len=0)
+    coefficients[2] = 0.0
+    init_vars = torch.zeros(4, 0, 1, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="expected symmetric positive definite.*batch index 2"):
+        ode_forward(coefficients, rhs, init_vars, steps)
+    with pytest.raises(ValueError, match="batch index 2"):
+        ode_forward(coefficients, rhs, init_vars, steps, central=True)

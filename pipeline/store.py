@@ -19,6 +19,8 @@ The root group's attribute `sstcast_committed_steps` is the commit marker, and r
 A process killed anywhere before step 4 leaves the old committed view intact; the next append
 starts again from the committed length and overwrites the uncommitted tail. Consolidated
 metadata is never used, because a second metadata copy could disagree with the marker.
+A new store is first written as an empty skeleton (grid, mask, attributes, 0 steps) and
+committed, then appended to like any other, so a killed first write leaves an empty store.
 Preliminary steps (OISST's `_preliminary` days) are marked by `sstcast_preliminary_from`;
 a later write may overwrite steps from there on with final data, and while it does every
 step still holds a valid value (preliminary or final) and the marker still says preliminary.
@@ -75,9 +77,10 @@ def _url(url) -> str:
 
 
 def _open_group(url: str, mode: str = "r"):
-    """The root zarr group, or None when there is no store at `url`."""
+    """The root zarr group, or None when there is no store at `url` (any zarr format when
+    reading, so stores written by other tools can be read)."""
     try:
-        return zarr.open_group(url, mode=mode, zarr_format=3)
+        return zarr.open_group(url, mode=mode, zarr_format=None if mode == "r" else 3)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
         return None
 
@@ -98,15 +101,32 @@ def open_store(url) -> xr.Dataset:
     if group is None:
         raise FileNotFoundError(f"url: no zarr store at {url!r}")
     attrs = dict(group.attrs)
+    if attrs.get("sstcast_format") is None:
+        return _open_plain(url, group)
     if attrs.get("sstcast_format") != FORMAT:
-        raise StoreError(f"url: {url!r} is not an sstcast SST store (no {FORMAT!r} attribute)")
+        raise StoreError(f"url: {url!r} holds another store format {attrs['sstcast_format']!r}")
     if COMMITTED not in attrs:
         raise StoreError(
-            f"url: the store at {url!r} was interrupted during its first write and holds no "
-            "committed data; run the ingest again (it starts the store afresh)"
+            f"url: the store at {url!r} was interrupted while it was being created and holds "
+            "no committed data; run the ingest again (it starts the store afresh)"
         )
     ds = xr.open_zarr(url, consolidated=False, zarr_format=3, chunks={})
     ds = ds.isel(time=slice(0, int(attrs[COMMITTED])))
+    ds["mask"] = ds["mask"].astype(bool)
+    return ds
+
+
+def _open_plain(url: str, group) -> xr.Dataset:
+    """Read a canonical zarr store written by other tools (no commit marker: every step is
+    taken as committed; no mask: ocean = finite at the first step). Read-only: `write_store`
+    refuses to append to it."""
+    if "sst" not in group:
+        raise StoreError(
+            f"url: {url!r} is not an sstcast SST store (no {FORMAT!r} attribute and no 'sst')"
+        )
+    ds = xr.open_zarr(url, consolidated=False, chunks={})
+    if "mask" not in ds:
+        ds["mask"] = np.isfinite(ds["sst"].isel(time=0, drop=True)).load()
     ds["mask"] = ds["mask"].astype(bool)
     return ds
 
@@ -272,7 +292,7 @@ def write_store(
         raise StoreError(
             f"url: {url!r} is a zarr store but not an sstcast store; refusing to overwrite it"
         )
-    if COMMITTED not in attrs:
+    if int(attrs.get(COMMITTED, 0)) == 0:  # new, empty, or an interrupted skeleton
         return _create(ds, url, step, preliminary_from, provenance)
     return _append(ds, url, group, attrs, step, preliminary_from, provenance)
 
@@ -303,28 +323,26 @@ def _marker(preliminary_from) -> str | None:
 
 
 def _create(ds, url, step, preliminary_from, provenance) -> WriteResult:
-    n = ds.sizes["time"]
-    times = pd.DatetimeIndex(ds["time"].values)
-    if not times.equals(expected_times(times[0], n, step)):
-        raise StoreError(f"ds.time: expected evenly spaced times at step {step!r}, got gaps")
-    out = ds[["sst", "mask"]]
-    out["sst"] = out["sst"].chunk(_chunking(ds, 0))
-    out["mask"] = out["mask"].load()  # small; one zarr chunk
-    out.attrs = {
+    """Write an empty, committed skeleton (grid, mask, attributes, time length 0), then
+    append: so even a first write that is killed leaves a store that opens (empty)."""
+    skeleton = ds[["sst", "mask"]].isel(time=slice(0, 0))
+    skeleton["sst"] = skeleton["sst"].load()
+    skeleton["mask"] = skeleton["mask"].load()
+    skeleton.attrs = {
         **{k: v for k, v in ds.attrs.items() if not k.startswith("sstcast_")},
         "Conventions": "CF-1.8",
         "sstcast_format": FORMAT,
         TIME_STEP: step,
         **_provenance(provenance),
     }
-    out["sst"].attrs.update(standard_name="sea_surface_temperature", units="degC")
-    out["mask"].attrs.update(long_name="ocean mask (True over ocean)")
+    skeleton["sst"].attrs.update(standard_name="sea_surface_temperature", units="degC")
+    skeleton["mask"].attrs.update(long_name="ocean mask (True over ocean)")
     with _io_errors(url, 0):
-        out.to_zarr(url, mode="w", zarr_format=3, consolidated=False, encoding=_encoding(ds))
-        _validate_region(url, 0, n, step)
+        skeleton.to_zarr(url, mode="w", zarr_format=3, consolidated=False, encoding=_encoding(ds))
         group = zarr.open_group(url, mode="r+", zarr_format=3)
-        group.attrs.update({COMMITTED: n, PRELIMINARY: _marker(preliminary_from)})
-    return WriteResult(added=n, replaced=0, total=n)
+        group.attrs.update({COMMITTED: 0, PRELIMINARY: None})
+    attrs = dict(group.attrs)
+    return _append(ds, url, group, attrs, step, preliminary_from, provenance)
 
 
 def _append(ds, url, group, attrs, step, preliminary_from, provenance) -> WriteResult:
@@ -359,11 +377,14 @@ def _append(ds, url, group, attrs, step, preliminary_from, provenance) -> WriteR
     if new.sizes["time"] == 0:
         return WriteResult(added=0, replaced=0, total=committed)
     new_times = pd.DatetimeIndex(new["time"].values)
+    if resume_from is None:  # an empty store takes any first step
+        resume_from = new_times[0]
     want = expected_times(resume_from, new_times.size, step)
     if not new_times.equals(want):
+        ends = f"{stored_times[-1]:%Y-%m-%d}" if committed else "nothing yet"
         raise StoreError(
             f"ds.time: expected steps from {resume_from:%Y-%m-%d} on at step {step!r} "
-            f"(the store ends at {stored_times[-1]:%Y-%m-%d}), got {new_times[0]:%Y-%m-%d}.."
+            f"(the store ends at {ends}), got {new_times[0]:%Y-%m-%d}.."
             f"{new_times[-1]:%Y-%m-%d} with {new_times.size} steps; fetch the missing steps"
         )
     end = start + new_times.size

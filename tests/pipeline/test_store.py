@@ -84,8 +84,7 @@ def test_finite_values_over_land_fail_validation(tmp_path, decade):
     bad["sst"].values[3, ~bad["mask"].values] = 10.0
     with pytest.raises(StoreError, match="over land"):
         write_store(bad, tmp_path / "s.zarr")
-    with pytest.raises(StoreError, match="no committed data"):
-        open_store(tmp_path / "s.zarr")  # the failed first write committed nothing
+    assert open_store(tmp_path / "s.zarr").sizes["time"] == 0  # it committed nothing
     write_store(decade, tmp_path / "s.zarr")  # and the next run starts afresh
     assert open_store(tmp_path / "s.zarr").sizes["time"] == 120
 
@@ -144,9 +143,20 @@ def test_describe_summarises_span_grid_and_provenance(tmp_path, decade):
 def test_missing_store_and_foreign_store_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no zarr store"):
         open_store(tmp_path / "absent.zarr")
-    xr.Dataset({"x": ("a", [1, 2])}).to_zarr(tmp_path / "other.zarr", zarr_format=3)
+    other = xr.Dataset({"x": ("a", [1, 2])})
+    other.to_zarr(tmp_path / "other.zarr", zarr_format=3, consolidated=False)
     with pytest.raises(StoreError, match="not an sstcast"):
         open_store(tmp_path / "other.zarr")
+
+
+def test_plain_canonical_zarr_from_other_tools_is_readable_but_not_appended(tmp_path, decade):
+    plain = decade.drop_vars("mask")
+    plain.to_zarr(tmp_path / "plain.zarr", zarr_format=2, consolidated=False)
+    ds = open_store(tmp_path / "plain.zarr")
+    assert ds.sizes["time"] == 120
+    np.testing.assert_array_equal(ds["mask"].values, decade["mask"].values)
+    with pytest.raises(StoreError, match="not an sstcast store"):
+        write_store(decade, tmp_path / "plain.zarr")
 
 
 def test_stores_work_on_fsspec_urls(decade):
@@ -154,3 +164,29 @@ def test_stores_work_on_fsspec_urls(decade):
     write_store(decade.sel(time=slice("1990", "1990")), url, time_step="MS")
     write_store(decade.sel(time=slice("1990", "1991")), url)
     assert open_store(url).sizes["time"] == 24
+
+
+@pytest.mark.parametrize(
+    "code, words", [(errno.EACCES, "permission denied"), (errno.EROFS, "read-only")]
+)
+def test_permission_errors_are_reported_clearly(tmp_path, decade, monkeypatch, code, words):
+    url = tmp_path / "s.zarr"
+    write_store(decade.sel(time=slice("1990", "1991")), url)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(code, "refused")
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", refuse)
+    with pytest.raises(StoreWriteError, match=f"{words}.*24 time steps"):
+        write_store(decade, url)
+
+
+def test_first_write_killed_after_the_skeleton_leaves_an_empty_valid_store(tmp_path, decade):
+    url = tmp_path / "s.zarr"
+    write_store(decade.sel(time=slice("1990", "1991")), url)
+    zarr.open_group(str(url), mode="r+").attrs[COMMITTED] = 0  # as if killed before commit
+    validate_store(url, full=True)
+    assert open_store(url).sizes["time"] == 0
+    assert "0 steps" in describe(url) and "empty" in describe(url)
+    write_store(decade, url)
+    assert open_store(url).sizes["time"] == 120

@@ -106,7 +106,13 @@ def _stream(url: str, part: Path, timeout: float) -> _Remote:
         stat = src.stat()
         return _Remote(stat.st_size, str(stat.st_mtime_ns))
     have = part.stat().st_size if part.exists() else 0
+    # The validator (ETag or Last-Modified) of the response that started `part`: with
+    # If-Range, a server whose file changed since then sends it whole (200), not a tail.
+    validator_file = part.with_name(part.name + ".validator")
+    validator = validator_file.read_text() if have and validator_file.exists() else None
     headers = {"Range": f"bytes={have}-"} if have else {}
+    if have and validator:
+        headers["If-Range"] = validator
     request = urllib.request.Request(url, headers=headers)
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
@@ -121,6 +127,12 @@ def _stream(url: str, part: Path, timeout: float) -> _Remote:
         resumed = response.status == 206
         length = response.headers.get("Content-Length")
         expected = (have if resumed else 0) + int(length) if length else None
+        if not resumed:
+            fresh = response.headers.get("ETag") or response.headers.get("Last-Modified")
+            if fresh:
+                validator_file.write_text(fresh)
+            else:
+                validator_file.unlink(missing_ok=True)
         with part.open("ab" if resumed else "wb") as out:
             while block := response.read(CHUNK):
                 out.write(block)
@@ -129,6 +141,7 @@ def _stream(url: str, part: Path, timeout: float) -> _Remote:
             raise ConnectionError(f"connection dropped at {size} of {expected} bytes: {url}")
         total = response.headers.get("Content-Range", "").rpartition("/")[2]
         full = int(total) if total.isdigit() else size
+        validator_file.unlink(missing_ok=True)
         return _Remote(full, response.headers.get("Last-Modified"))
 
 

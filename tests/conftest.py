@@ -57,8 +57,9 @@ class NoaaMirror:
     """A real HTTP server on 127.0.0.1 serving `root` in NOAA's layouts, with faults on demand.
 
     `fail[path] = [500, 500]` answers those statuses first; `drop[path] = n` sends the headers
-    and n bytes, then closes the connection (once); `requests` logs (method, path, Range).
-    Range requests get 206 with the requested tail; HEAD gives size and Last-Modified.
+    and n bytes, then closes the connection (once); `requests` logs (method, path, Range);
+    `max_active` is the most requests answered at once. Range requests get 206 with the
+    requested tail unless an If-Range validator is stale; HEAD gives size and Last-Modified.
     """
 
     def __init__(self, root):
@@ -71,6 +72,9 @@ class NoaaMirror:
         self.fail: dict[str, list[int]] = {}
         self.drop: dict[str, int] = {}
         self.requests: list[tuple[str, str, str | None]] = []
+        self.active = 0  # requests being answered now, and the most at once
+        self.max_active = 0
+        self.lock = threading.Lock()
         mirror = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -95,8 +99,12 @@ class NoaaMirror:
                     self.end_headers()
                     return
                 data = file.read_bytes()
+                modified = formatdate(file.stat().st_mtime, usegmt=True)
                 start = 0
                 rng = self.headers.get("Range")
+                if_range = self.headers.get("If-Range")
+                if rng and if_range and if_range != modified:
+                    rng = None  # the file changed since the client's partial copy: send all
                 if rng and rng.startswith("bytes="):
                     start = int(rng[6:].split("-")[0])
                     self.send_response(206)
@@ -105,7 +113,7 @@ class NoaaMirror:
                     self.send_response(200)
                 self.send_header("Accept-Ranges", "bytes")
                 self.send_header("Content-Length", str(len(data) - start))
-                self.send_header("Last-Modified", formatdate(file.stat().st_mtime, usegmt=True))
+                self.send_header("Last-Modified", modified)
                 self.end_headers()
                 if not body:
                     return
@@ -119,11 +127,21 @@ class NoaaMirror:
                     return
                 self.wfile.write(payload)
 
+            def _counted(self, body: bool):
+                with mirror.lock:
+                    mirror.active += 1
+                    mirror.max_active = max(mirror.max_active, mirror.active)
+                try:
+                    self._serve(body)
+                finally:
+                    with mirror.lock:
+                        mirror.active -= 1
+
             def do_GET(self):
-                self._serve(body=True)
+                self._counted(body=True)
 
             def do_HEAD(self):
-                self._serve(body=False)
+                self._counted(body=False)
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -55,6 +55,39 @@ def test_dropped_connection_resumes_with_a_range_request(noaa_mirror, tmp_path):
     assert path.read_bytes() == served.read_bytes()
 
 
+def test_stale_partial_file_is_not_resumed_when_upstream_changed(noaa_mirror, tmp_path):
+    served = cobe2_on(noaa_mirror)
+    part = tmp_path / "cache" / (COBE + ".part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"bytes of an older version")
+    part.with_name(part.name + ".validator").write_text("Mon, 01 Jan 2001 00:00:00 GMT")
+    [path] = fetch_files("cobe2", tmp_path / "cache", mirror=noaa_mirror.url)
+    assert path.read_bytes() == served.read_bytes()
+
+
+def test_downloads_run_with_bounded_concurrency(noaa_mirror, tmp_path, monkeypatch):
+    import time
+
+    slow = fetch._stream
+
+    def slower(*args, **kwargs):  # keep requests in flight long enough to overlap
+        time.sleep(0.05)
+        return slow(*args, **kwargs)
+
+    monkeypatch.setattr(fetch, "_stream", slower)
+    write_layout("oisst-v2.1-daily", noaa_mirror.root, "2024-01-01", "2024-01-08", resolution=10.0)
+    paths = fetch_files(
+        "oisst-v2.1-daily",
+        tmp_path / "c",
+        start="2024-01-01",
+        end="2024-01-08",
+        mirror=noaa_mirror.url,
+        workers=2,
+    )
+    assert len(paths) == 8
+    assert 1 <= noaa_mirror.max_active <= 2
+
+
 def test_server_errors_are_retried(noaa_mirror, tmp_path):
     served = cobe2_on(noaa_mirror)
     noaa_mirror.fail[COBE] = [500, 503]

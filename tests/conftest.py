@@ -65,6 +65,7 @@ class NoaaMirror:
     def __init__(self, root):
         import http.server
         import threading
+        import time
         from email.utils import formatdate
         from pathlib import Path
 
@@ -72,6 +73,7 @@ class NoaaMirror:
         self.fail: dict[str, list[int]] = {}
         self.drop: dict[str, int] = {}
         self.requests: list[tuple[str, str, str | None]] = []
+        self.delay = 0.0  # seconds each request takes, to make downloads overlap
         self.active = 0  # requests being answered now, and the most at once
         self.max_active = 0
         self.lock = threading.Lock()
@@ -132,6 +134,7 @@ class NoaaMirror:
                     mirror.active += 1
                     mirror.max_active = max(mirror.max_active, mirror.active)
                 try:
+                    time.sleep(mirror.delay)
                     self._serve(body)
                 finally:
                     with mirror.lock:

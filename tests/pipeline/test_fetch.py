@@ -65,16 +65,9 @@ def test_stale_partial_file_is_not_resumed_when_upstream_changed(noaa_mirror, tm
     assert path.read_bytes() == served.read_bytes()
 
 
-def test_downloads_run_with_bounded_concurrency(noaa_mirror, tmp_path, monkeypatch):
-    import time
-
-    slow = fetch._stream
-
-    def slower(*args, **kwargs):  # keep requests in flight long enough to overlap
-        time.sleep(0.05)
-        return slow(*args, **kwargs)
-
-    monkeypatch.setattr(fetch, "_stream", slower)
+@pytest.mark.parametrize("workers", [1, 3])
+def test_downloads_run_with_bounded_concurrency(noaa_mirror, tmp_path, workers):
+    noaa_mirror.delay = 0.1
     write_layout("oisst-v2.1-daily", noaa_mirror.root, "2024-01-01", "2024-01-08", resolution=10.0)
     paths = fetch_files(
         "oisst-v2.1-daily",
@@ -82,10 +75,10 @@ def test_downloads_run_with_bounded_concurrency(noaa_mirror, tmp_path, monkeypat
         start="2024-01-01",
         end="2024-01-08",
         mirror=noaa_mirror.url,
-        workers=2,
+        workers=workers,
     )
     assert len(paths) == 8
-    assert 1 <= noaa_mirror.max_active <= 2
+    assert noaa_mirror.max_active == workers
 
 
 def test_server_errors_are_retried(noaa_mirror, tmp_path):

@@ -60,6 +60,21 @@ def run_child(store: Path, url: str, cache: Path, grid) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def same_values(nc_path: Path, store: Path) -> bool:
+    """The store's sst equals the file's, read independently (fill -> NaN, lat flipped)."""
+    import netCDF4
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from pipeline.store import open_store
+
+    with netCDF4.Dataset(nc_path) as nc:
+        raw = nc["sst"][:].filled(np.nan).astype(np.float32)
+        if nc["lat"][0] > nc["lat"][-1]:
+            raw = raw[:, ::-1]
+    return bool(np.array_equal(open_store(store)["sst"].values, raw, equal_nan=True))
+
+
 def size_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
 
@@ -93,6 +108,7 @@ def main() -> None:
             )
         noop = run_child(tmp / "store0.zarr", url, tmp / "cache0", args.grid)
         server.shutdown()
+        equal = None if args.grid else same_values(source, tmp / "store0.zarr")
     wall = statistics.median(r["wall"] for r in runs)
     print(
         json.dumps(
@@ -104,6 +120,7 @@ def main() -> None:
                 "median_peak_rss_mb": round(statistics.median(r["peak_mb"] for r in runs)),
                 "noop_rerun_s": round(noop["wall"], 2),
                 "noop_added": noop["added"],
+        "store_equals_source": equal,
                 "this_process_rss_mb": round(
                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 ),

@@ -1,0 +1,134 @@
+"""Output and measurement helpers shared by the example scripts.
+
+Writes the JSON of an experiment's numbers (refusing non-finite values, so a broken run
+cannot pass for a result), saves figures, times steps and measures peak memory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def pick_device() -> torch.device:
+    """The CUDA device when one is present, the CPU otherwise."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _check_finite(value: Any, where: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} is {value}; the JSON of an experiment holds finite numbers only")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{where}[{i}]")
+
+
+def write_json(path: Path, numbers: dict[str, Any]) -> Path:
+    """Write ``numbers`` (nested dicts/lists of str, int, float, bool) as indented JSON."""
+    _check_finite(numbers, path.stem)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(numbers, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Save a matplotlib figure as PNG and close it."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def new_figure(*args, **kwargs):
+    """``plt.subplots`` on the non-interactive Agg backend (scripts and tests have no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kwargs)
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+class StepTimer:
+    """Wall-clock time per training step (synchronising CUDA so the numbers are real)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.times: list[float] = []
+        self._start = 0.0
+
+    def __enter__(self) -> StepTimer:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.times.append(time.perf_counter() - self._start)
+
+
+def _rss_bytes() -> int:
+    """Resident set size of this process now (Linux), 0 where unknown."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * resource.getpagesize()
+
+
+def _max_rss_bytes() -> int:
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def peak_memory_mib(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
+    """Run ``fn()`` and return (its result, the peak memory it added in MiB).
+
+    On CUDA: peak allocated tensor memory. On the CPU: the growth of the process's peak
+    resident set size over its size before the call. That is only meaningful when ``fn``
+    runs in a fresh process (or first), because the peak never goes down: the scripts run
+    each measured solver in its own process for this reason (see ``run_isolated``).
+    """
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        result = fn()
+        return result, (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    base = _rss_bytes()
+    result = fn()
+    return result, max(_max_rss_bytes() - base, 0) / 2**20
+
+
+def run_isolated(fn: Callable[..., Any], *args: Any, isolate: bool = True) -> Any:
+    """``fn(*args)`` in a fresh spawned process when ``isolate`` (clean peak memory), else here.
+
+    ``fn`` must be a module-level function of an importable module and its arguments and
+    result picklable.
+    """
+    if not isolate:
+        return fn(*args)
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()

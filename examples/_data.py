@@ -16,11 +16,11 @@ def lorenz_rhs(state: np.ndarray) -> np.ndarray:
 
 
 def lorenz_trajectory(
-    n_samples: int, dt: float = 0.01, *, substeps: int = 20, x0=(1.0, 1.0, 1.0)
+    n_samples: int, dt: float = 0.01, *, substeps: int = 10, x0=(1.0, 1.0, 1.0)
 ) -> np.ndarray:
     """The Lorenz trajectory from ``x0`` sampled every ``dt``: (n_samples, 3), row 0 = x0.
 
-    Classic RK4 at the fine step ``dt / substeps`` (5e-4 by default: local error ~1e-15,
+    Classic RK4 at the fine step ``dt / substeps`` (1e-3 by default: local error ~1e-13,
     far below what the discovery experiment can resolve).
     """
     if n_samples < 1 or dt <= 0 or substeps < 1:
@@ -28,17 +28,24 @@ def lorenz_trajectory(
             f"need n_samples >= 1, dt > 0, substeps >= 1; got {n_samples}, {dt}, {substeps}"
         )
     h = dt / substeps
-    state = np.asarray(x0, dtype=np.float64)
+    s, r, b = LORENZ_SIGMA, LORENZ_RHO, LORENZ_BETA
+
+    def f(x, y, z):  # plain floats: far faster than numpy for a 3-vector
+        return s * (y - x), x * (r - z) - y, x * y - b * z
+
+    x, y, z = (float(v) for v in x0)
     out = np.empty((n_samples, 3))
-    out[0] = state
+    out[0] = x, y, z
     for i in range(1, n_samples):
         for _ in range(substeps):
-            k1 = lorenz_rhs(state)
-            k2 = lorenz_rhs(state + 0.5 * h * k1)
-            k3 = lorenz_rhs(state + 0.5 * h * k2)
-            k4 = lorenz_rhs(state + h * k3)
-            state = state + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
-        out[i] = state
+            k1 = f(x, y, z)
+            k2 = f(x + 0.5 * h * k1[0], y + 0.5 * h * k1[1], z + 0.5 * h * k1[2])
+            k3 = f(x + 0.5 * h * k2[0], y + 0.5 * h * k2[1], z + 0.5 * h * k2[2])
+            k4 = f(x + h * k3[0], y + h * k3[1], z + h * k3[2])
+            x += h / 6.0 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0])
+            y += h / 6.0 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1])
+            z += h / 6.0 * (k1[2] + 2 * k2[2] + 2 * k3[2] + k4[2])
+        out[i] = x, y, z
     return out
 
 

@@ -6,6 +6,7 @@ cannot pass for a result), saves figures, times steps and measures peak memory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import resource
@@ -22,6 +23,22 @@ import torch
 def pick_device() -> torch.device:
     """The CUDA device when one is present, the CPU otherwise."""
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` intra-op threads, restoring the previous number after.
+
+    The experiments use one thread: on a shared, oversubscribed CPU, OpenMP worker threads
+    spin and wait, and tiny batched kernels (the S-MNN block factorisations) become up to
+    100x slower with 2 threads than with 1. One thread is also the fair setting for timing.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _check_finite(value: Any, where: str) -> None:
@@ -119,16 +136,22 @@ def peak_memory_mib(fn: Callable[[], Any], device: torch.device) -> tuple[Any, f
     return result, max(_max_rss_bytes() - base, 0) / 2**20
 
 
+def _one_thread_call(fn: Callable[..., Any], *args: Any) -> Any:
+    with torch_threads(1):
+        return fn(*args)
+
+
 def run_isolated(fn: Callable[..., Any], *args: Any, isolate: bool = True) -> Any:
-    """``fn(*args)`` in a fresh spawned process when ``isolate`` (clean peak memory), else here.
+    """``fn(*args)`` on one thread, in a fresh spawned process when ``isolate`` (clean peak
+    memory), else in this one.
 
     ``fn`` must be a module-level function of an importable module and its arguments and
     result picklable.
     """
     if not isolate:
-        return fn(*args)
+        return _one_thread_call(fn, *args)
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
+        return pool.submit(_one_thread_call, fn, *args).result()

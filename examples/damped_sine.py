@@ -25,25 +25,25 @@ import smnn
 from smnn.reference import ode_forward_dense
 
 from ._data import damped_sine
-from ._output import median, new_figure, pick_device, save_figure, write_json
+from ._output import median, new_figure, pick_device, save_figure, torch_threads, write_json
 
 NAME = "damped_sine"
 
 
 @dataclass(frozen=True)
 class Config:
-    n_samples: int = 200
-    dt: float = 0.05
+    n_samples: int = 100
+    dt: float = 0.1
     decay: float = 0.3
     omega: float = 2.0
     noise: float = 0.05
-    iterations: int = 600
+    iterations: int = 400
     lr: float = 0.03
     initial_b: float = 3.0  # starting guess of the stiffness (truth: w^2 + g^2 = 4.09)
     seed: int = 0
 
 
-CONFIGS = {"small": Config(n_samples=100, dt=0.1, iterations=150, lr=0.05), "full": Config()}
+CONFIGS = {"small": Config(n_samples=40, dt=0.25, iterations=40, lr=0.05), "full": Config()}
 
 
 class DampedODE(torch.nn.Module):
@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--config", choices=sorted(CONFIGS), default="small")
     parser.add_argument("--out", type=Path, default=Path("runs/examples"))
     args = parser.parse_args(argv)
-    numbers, curves = run(CONFIGS[args.config])
+    with torch_threads(1):
+        numbers, curves = run(CONFIGS[args.config])
     numbers["config_name"] = args.config
     plot(curves, args.out / f"{NAME}.png")
     write_json(args.out / f"{NAME}.json", numbers)

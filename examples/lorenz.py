@@ -74,7 +74,7 @@ class Config:
 
 
 CONFIGS = {
-    "small": Config(n_samples=1500, batch=2, train_steps=12, compare_steps=5, lr=0.05,
+    "small": Config(n_samples=1500, batch=2, train_steps=12, compare_steps=5, lr=0.2,
                     refit_windows=30, isolate=False),
     "full": Config(),
 }
@@ -210,9 +210,9 @@ def refit(trajectory: np.ndarray, config: Config, xi: np.ndarray) -> tuple[np.nd
         kept.append(int(mask.sum()))
         for e in range(3):
             j = np.flatnonzero(mask[:, e])
-            design = columns[j][..., e].reshape(len(j), -1).T  # (B*W, kept)
             xi[:, e] = 0.0
             if len(j):
+                design = columns[j][..., e].reshape(len(j), -1).T  # (B*W, kept)
                 xi[j, e] = np.linalg.lstsq(design, target[..., e].reshape(-1), rcond=None)[0]
     return xi, kept
 
@@ -268,6 +268,7 @@ def run(config: Config) -> tuple[dict, dict]:
             "dense": {k: dense_run[k] for k in ("seconds_per_step", "total_seconds",
                                                 "peak_memory_mib")},
         },
+        "initial_loss": smnn_run["losses"][0],
         "final_loss": smnn_run["losses"][-1],
     }
     c = numbers["compare"]

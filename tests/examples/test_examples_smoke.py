@@ -7,8 +7,6 @@ property the experiment is about (accuracy, agreement with the dense solver, lea
 import json
 import math
 
-import pytest
-
 from examples import damped_sine, kdv, lorenz, standalone_odes
 
 
@@ -39,7 +37,7 @@ def test_damped_sine_fit_beats_the_noise_with_either_solver(tmp_path):
     assert numbers["max_loss_curve_rel_diff"] < 1e-6
 
 
-def test_lorenz_training_is_identical_with_both_solvers_and_finds_the_x_equation(tmp_path):
+def test_lorenz_training_is_identical_with_both_solvers(tmp_path):
     lorenz.main(["--config", "small", "--out", str(tmp_path)])
     numbers = load(tmp_path, "lorenz")
     compare = numbers["compare"]
@@ -48,11 +46,20 @@ def test_lorenz_training_is_identical_with_both_solvers_and_finds_the_x_equation
     for key in ("smnn", "dense"):
         assert compare[key]["seconds_per_step"] > 0
         assert compare[key]["peak_memory_mib"] >= 0
-    # A few steps of training suffice for x' = 10 (y - x); the full config finds all seven.
-    x_equation = [row[0] for row in numbers["discovered_xi"]]
-    assert x_equation[1] == pytest.approx(-10.0, rel=0.02)
-    assert x_equation[2] == pytest.approx(10.0, rel=0.02)
+    assert len(numbers["discovered_equations"]) == 3
     assert set(numbers["recovery"]) >= {"all_seven_within_2pct", "no_spurious_above_0.05"}
+
+
+def test_lorenz_refit_through_the_layer_recovers_all_seven_terms():
+    # From every term present and each coefficient off by 0.2, sequential thresholding with
+    # least-squares refits through the S-MNN layer finds the Lorenz system (the full run's
+    # last stage); 1500 samples, 30 windows.
+    config = lorenz.CONFIGS["small"]
+    trajectory = lorenz.lorenz_trajectory(config.n_samples, config.dt)
+    xi, kept = lorenz.refit(trajectory, config, lorenz.true_coefficients() + 0.2)
+    assert kept[0] == 30 and kept[-1] == 7
+    result = lorenz.recovery(xi)
+    assert result["all_seven_within_2pct"] and result["no_spurious_above_0.05"], result
 
 
 def test_kdv_model_trains_identically_with_both_solvers_and_forecasts_alike(tmp_path):

@@ -1,9 +1,9 @@
 """The dense ground truth: build the least-squares matrix A explicitly and solve densely.
 
 This is the O((T·b)³) solve the original MNN performed (without its slack variable); the
-fast solver must agree with it. It is written straight from DESIGN.md §2, row by row,
-sharing no code with the fast path, so that a mistake in one is not repeated in the other.
-Differentiable by plain autograd.
+fast solver must agree with it. It is written straight from DESIGN.md §2, row group by row
+group, sharing no code with the fast path, so that a mistake in one is not repeated in the
+other. Differentiable by plain autograd.
 """
 
 from __future__ import annotations
@@ -15,6 +15,11 @@ import torch
 from smnn._validate import canonicalise
 
 __all__ = ["ode_forward_dense", "dense_system"]
+
+
+def _shift(rows: int, cols: int, offset: int, like: torch.Tensor) -> torch.Tensor:
+    """(rows, cols) matrix with ones at (l, l + offset): places interval l's step."""
+    return torch.eye(rows, cols, dtype=like.dtype, device=like.device).roll(offset, dims=1)
 
 
 def dense_system(
@@ -40,67 +45,76 @@ def dense_system(
     """
     n, t_len, e_len, d_len, k_len = coefficients.shape
     s_len, j_len = init_vars.shape[1], init_vars.shape[3]
-    b = d_len * k_len
-    dtype, device = coefficients.dtype, coefficients.device
-    rows, ys, ws = [], [], []
+    c = coefficients
+    cols = t_len * d_len * k_len
+    eye_d = torch.eye(d_len, dtype=c.dtype, device=c.device)
+    groups = []  # (rows (N, R_g, T·D·K), rhs (N, R_g), weight)
 
-    def new_row() -> torch.Tensor:
-        return torch.zeros(n, t_len * b, dtype=dtype, device=device)
-
-    def col(t: int, d: int, k: int) -> int:
-        return t * b + d * k_len + k
-
-    zero = torch.zeros(n, dtype=dtype, device=device)
     # Equation rows: sum_{d,k} c[t,e,d,k] u[t,d,k] = r[t,e].
-    for t in range(t_len):
-        for e in range(e_len):
-            row = new_row()
-            row[:, t * b : (t + 1) * b] = coefficients[:, t, e].reshape(n, b)
-            rows.append(row)
-            ys.append(rhs[:, t, e])
-            ws.append(weight_equation)
+    eq = torch.einsum("ntedk,ts->ntesdk", c, torch.eye(t_len, dtype=c.dtype, device=c.device))
+    groups.append((eq.reshape(n, t_len * e_len, cols), rhs.reshape(n, -1), weight_equation))
     # Initial-value rows: u[t,d,k] = v[t,d,k] for t < S, k < J.
-    for t in range(s_len):
-        for d in range(d_len):
-            for k in range(j_len):
-                row = new_row()
-                row[:, col(t, d, k)] = 1.0
-                rows.append(row)
-                ys.append(init_vars[:, t, d, k])
-                ws.append(weight_init)
-    # Smoothness rows: forward and backward Taylor expansions scaled by h^i.
+    select = torch.einsum(
+        "st,de,jk->sdjtek",
+        torch.eye(s_len, t_len, dtype=c.dtype, device=c.device),
+        eye_d,
+        torch.eye(j_len, k_len, dtype=c.dtype, device=c.device),
+    ).reshape(1, s_len * d_len * j_len, cols)
+    groups.append(
+        (select.expand(n, -1, -1), init_vars.reshape(n, s_len * d_len * j_len), weight_init)
+    )
+
+    # Smoothness rows: forward and backward Taylor expansions scaled by h^i, per interval l,
+    # with coefficients on u[l] (here) and u[l+1] (there).
     n_taylor = k_len - 1 if central else k_len
-    for t in range(t_len - 1):
-        h = steps[:, t]
-        for d in range(d_len):
-            for i in range(n_taylor):
-                fwd = new_row()
-                bwd = new_row()
-                for o in range(i, k_len):
-                    fwd[:, col(t, d, o)] = fwd[:, col(t, d, o)] + h**o / factorial(o - i)
-                    bwd[:, col(t + 1, d, o)] = bwd[:, col(t + 1, d, o)] + (-h) ** o / factorial(
-                        o - i
-                    )
-                fwd[:, col(t + 1, d, i)] = fwd[:, col(t + 1, d, i)] - h**i
-                bwd[:, col(t, d, i)] = bwd[:, col(t, d, i)] - (-h) ** i
-                rows += [fwd, bwd]
-                ys += [zero, zero]
-                ws += [weight_smooth, weight_smooth]
-    # Central rows: H^{K-3} u[t,K-2] + H^{K-2} u[t+1,K-1] - H^{K-3} u[t+2,K-2].
+    h = steps
+    zero = torch.zeros_like(h)
+    here = [[zero] * k_len for _ in range(2 * n_taylor)]
+    there = [[zero] * k_len for _ in range(2 * n_taylor)]
+    for i in range(n_taylor):
+        for o in range(i, k_len):
+            here[i][o] = here[i][o] + h**o / factorial(o - i)  # forward
+            there[n_taylor + i][o] = there[n_taylor + i][o] + (-h) ** o / factorial(o - i)
+        there[i][i] = there[i][i] - h**i  # forward: - h^i u[l+1, i]
+        here[n_taylor + i][i] = here[n_taylor + i][i] - (-h) ** i  # backward: - (-h)^i u[l, i]
+    here_t = torch.stack([torch.stack(row, -1) for row in here], -2)  # (N, T-1, 2I, K)
+    there_t = torch.stack([torch.stack(row, -1) for row in there], -2)
+    smooth = torch.einsum("nlrk,ls,de->nldrsek", here_t, _shift(t_len - 1, t_len, 0, c), eye_d)
+    smooth = smooth + torch.einsum(
+        "nlrk,ls,de->nldrsek", there_t, _shift(t_len - 1, t_len, 1, c), eye_d
+    )
+    rows = smooth.reshape(n, (t_len - 1) * d_len * 2 * n_taylor, cols)
+    groups.append(
+        (rows, torch.zeros(n, rows.shape[1], dtype=c.dtype, device=c.device), weight_smooth)
+    )
+
+    # Central rows: H^{K-3} u[l,K-2] + H^{K-2} u[l+1,K-1] - H^{K-3} u[l+2,K-2].
     if central:
-        for t in range(t_len - 2):
-            big_h = steps[:, t] + steps[:, t + 1]
-            for d in range(d_len):
-                row = new_row()
-                row[:, col(t, d, k_len - 2)] = big_h ** (k_len - 3)
-                row[:, col(t + 1, d, k_len - 1)] = big_h ** (k_len - 2)
-                row[:, col(t + 2, d, k_len - 2)] = -(big_h ** (k_len - 3))
-                rows.append(row)
-                ys.append(zero)
-                ws.append(weight_smooth)
-    a = torch.stack(rows, dim=1)
-    y = torch.stack(ys, dim=1)
-    w = torch.tensor(ws, dtype=dtype, device=device)
+        big_h = h[:, :-1] + h[:, 1:]  # (N, T-2)
+        unit = torch.eye(k_len, dtype=c.dtype, device=c.device)
+        rows = 0
+        for offset, coef, order in (
+            (0, big_h ** (k_len - 3), k_len - 2),
+            (1, big_h ** (k_len - 2), k_len - 1),
+            (2, -(big_h ** (k_len - 3)), k_len - 2),
+        ):
+            rows = rows + torch.einsum(
+                "nl,ls,de,k->nldsek",
+                coef,
+                _shift(t_len - 2, t_len, offset, c),
+                eye_d,
+                unit[order],
+            )
+        rows = rows.reshape(n, (t_len - 2) * d_len, cols)
+        groups.append(
+            (rows, torch.zeros(n, rows.shape[1], dtype=c.dtype, device=c.device), weight_smooth)
+        )
+
+    a = torch.cat([g[0] for g in groups], dim=1)
+    y = torch.cat([g[1] for g in groups], dim=1)
+    w = torch.cat(
+        [torch.full((g[0].shape[1],), float(g[2]), dtype=c.dtype, device=c.device) for g in groups]
+    )
     return a, y, w
 
 

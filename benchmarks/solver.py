@@ -1,0 +1,161 @@
+"""Speed and memory of the S-MNN solver: every registered method against the dense solve.
+
+    python benchmarks/solver.py [--repeats 5] [--cases T100,T1000,T10000,T100000,sst]
+                                [--methods sequential,parallel,dense] [--threads N]
+
+For each case (B=1, D=1, K=3, E=1, S=1, J=2 at T = 100 ... 100,000, and the Mechanistic
+Identifier's shape B=12,960, T=208, S=10, J=2) and each column (the methods in
+`smnn.METHODS`, then `dense` = `smnn.reference.ode_forward_dense`, the original MNN's
+O(T³) solve, only where its (3T)² matrix fits), a fresh subprocess builds float64 inputs,
+runs one warm-up (none at T = 100,000) and `repeats` timed forward+backward passes (loss = Σ u·cotangent,
+gradients of all four inputs) and reports the median wall time and its peak resident memory
+(ru_maxrss, which sees torch's allocations, unlike tracemalloc) above the memory held
+before the first solve. Prints a table, each method's time relative to the dense solve, and
+the growth of time and memory with T (linear means ×10 per ×10 in T).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# name: (B, T, S) with D=1, K=3, E=1, J=2.
+CASES = {
+    "T100": (1, 100, 1),
+    "T1000": (1, 1_000, 1),
+    "T10000": (1, 10_000, 1),
+    "T100000": (1, 100_000, 1),
+    "sst": (12_960, 208, 10),
+}
+DENSE_MAX_T = 1_000  # the dense normal matrix is (3T)² float64: 72 MB at T = 1,000
+
+CHILD = """
+import json, resource, statistics, sys, time
+sys.path.insert(0, sys.argv[1])
+import torch
+import smnn
+from smnn.reference import ode_forward_dense
+batch, t_len, s_len, method, repeats, threads, warmup = sys.argv[2:9]
+batch, t_len, s_len, repeats, threads, warmup = map(
+    int, (batch, t_len, s_len, repeats, threads, warmup))
+if threads > 0:
+    torch.set_num_threads(threads)
+g = torch.Generator().manual_seed(0)
+opts = dict(dtype=torch.float64)
+coefficients = torch.randn(batch, t_len, 1, 1, 3, generator=g, **opts)
+coefficients[..., 0] += 1.5
+rhs = torch.randn(batch, t_len, 1, generator=g, **opts)
+init_vars = torch.randn(batch, s_len, 1, 2, generator=g, **opts)
+steps = 0.05 + 0.2 * torch.rand(batch, t_len - 1, generator=g, **opts)
+cotangent = torch.randn(batch, t_len, 1, 3, generator=g, **opts)
+inputs = [x.requires_grad_() for x in (coefficients, rhs, init_vars, steps)]
+if method == "dense":
+    solve = ode_forward_dense
+else:
+    def solve(*xs):
+        return smnn.ode_forward(*xs, method=method)
+base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+times = []
+for i in range(repeats + warmup):
+    for x in inputs:
+        x.grad = None
+    t0 = time.perf_counter()
+    (solve(*inputs) * cotangent).sum().backward()
+    if i >= warmup:
+        times.append(time.perf_counter() - t0)
+peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps(dict(median_s=statistics.median(times), min_s=min(times),
+                      peak_mb=(peak_kb - base_kb) / 1024, rss_mb=peak_kb / 1024)))
+"""
+
+
+def run_case(case: str, method: str, repeats: int, threads: int) -> dict | None:
+    """One (case, column) in a fresh interpreter; None if it failed (e.g. out of memory)."""
+    batch, t_len, s_len = CASES[case]
+    warmup = 0 if t_len > 10_000 else 1  # the longest case is its own warm-up
+    args = [str(ROOT), batch, t_len, s_len, method, repeats, threads, warmup]
+    args = [str(a) for a in args]
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, *args], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        print(f"  {case}/{method} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    import smnn
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--methods", default=",".join([*smnn.METHODS, "dense"]))
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    args = parser.parse_args(argv)
+    cases = args.cases.split(",")
+    methods = args.methods.split(",")
+
+    results: dict[tuple[str, str], dict] = {}
+    for case in cases:
+        for method in methods:
+            if method == "dense" and CASES[case][1] > DENSE_MAX_T:
+                continue
+            repeats = args.repeats if CASES[case][1] <= 10_000 else max(1, args.repeats // 2)
+            result = run_case(case, method, repeats, args.threads)
+            if result is not None:
+                results[case, method] = result
+                print(
+                    f"  {case:>8} {method:>10}: {result['median_s']:.4f} s, "
+                    f"+{result['peak_mb']:.0f} MB",
+                    flush=True,
+                )
+
+    print("\nforward+backward, float64: median seconds (peak MB above baseline)")
+    print(
+        "| case | "
+        + " | ".join(methods)
+        + " | "
+        + " | ".join(f"{m}/dense" for m in methods if m != "dense")
+        + " |"
+    )
+    print("|---" * (1 + len(methods) + sum(m != "dense" for m in methods)) + "|")
+    for case in cases:
+        cells = []
+        for m in methods:
+            r = results.get((case, m))
+            cells.append("—" if r is None else f"{r['median_s']:.4f} ({r['peak_mb']:.0f})")
+        dense = results.get((case, "dense"))
+        for m in methods:
+            if m == "dense":
+                continue
+            r = results.get((case, m))
+            cells.append(
+                "—" if r is None or dense is None else f"{dense['median_s'] / r['median_s']:.1f}x"
+            )
+        print(f"| {case} | " + " | ".join(cells) + " |")
+
+    print("\ngrowth with T (B=1): time and memory ratio per x10 in T (linear = 10)")
+    t_cases = [c for c in cases if c.startswith("T")]
+    for m in methods:
+        steps = []
+        for a, b in zip(t_cases, t_cases[1:], strict=False):
+            ra, rb = results.get((a, m)), results.get((b, m))
+            if ra and rb:
+                mem = rb["peak_mb"] / ra["peak_mb"] if ra["peak_mb"] > 1 else float("nan")
+                steps.append(
+                    f"{a}->{b}: time x{rb['median_s'] / ra['median_s']:.1f}, mem x{mem:.1f}"
+                )
+        if steps:
+            print(f"  {m}: " + "; ".join(steps))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

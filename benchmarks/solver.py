@@ -7,8 +7,9 @@ For each case (B=1, D=1, K=3, E=1, S=1, J=2 at T = 100 ... 100,000, and the Mech
 Identifier's shape B=12,960, T=208, S=10, J=2) and each column (the methods in
 `smnn.METHODS`, then `dense` = `smnn.reference.ode_forward_dense`, the original MNN's
 O(T³) solve, only where its (3T)² matrix fits), a fresh subprocess builds float64 inputs,
-runs one warm-up (none at T = 100,000) and `repeats` timed forward+backward passes (loss = Σ u·cotangent,
-gradients of all four inputs) and reports the median wall time and its peak resident memory
+runs one warm-up (none at T = 100,000) and `repeats` timed forward+backward passes
+(loss = Σ u·cotangent, gradients of all four inputs) and reports the median wall time and
+its peak resident memory
 (ru_maxrss, which sees torch's allocations, unlike tracemalloc) above the memory held
 before the first solve. Prints a table, each method's time relative to the dense solve, and
 the growth of time and memory with T (linear means ×10 per ×10 in T).

@@ -151,6 +151,8 @@ def main(argv=None) -> int:
     parser.add_argument("--config", type=Path, help="TOML config (default: preset default)")
     parser.add_argument("--max-minutes", type=float, help="override train.max_minutes")
     parser.add_argument("--hindcast-end", default="1995-12", help="last issue month")
+    parser.add_argument("--hindcast-every", type=int, default=1,
+                        help="issue a forecast every n-th month (1: every month)")
     args = parser.parse_args(argv)
     if not args.path.exists():
         parser.error(f"no such file: {args.path}")
@@ -181,7 +183,7 @@ def main(argv=None) -> int:
 
     t = time.perf_counter()
     model_fc = hindcast(run, store, start="1990-01", end=args.hindcast_end, leads=48,
-                        out=work / "model.zarr")
+                        every=args.hindcast_every, out=work / "model.zarr")
     timings["hindcast_s"] = time.perf_counter() - t
     inits = xr.open_zarr(model_fc, consolidated=False).init_time.values
     t = time.perf_counter()

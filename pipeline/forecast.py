@@ -140,14 +140,17 @@ class _Runner:
 
 
 def hindcast(
-    run_dir, store, *, start, end, leads=None, out, batch_size: int = 8192,
+    run_dir, store, *, start, end, leads=None, out, every: int = 1, batch_size: int = 8192,
     inits_per_pass: int = 12,
 ) -> Path | str:
-    """Forecasts issued at every store time in [start, end], written to the forecast store
-    `out` (DESIGN.md §3). leads: None (the model's horizon), N (leads 1..N) or a list."""
+    """Forecasts issued at every `every`-th store time in [start, end], written to the
+    forecast store `out` (DESIGN.md §3). leads: None (the model's horizon), N (leads 1..N)
+    or a list."""
+    if not isinstance(every, int) or every < 1:
+        raise ValueError(f"every: expected a positive integer, got {every!r}")
     runner = _Runner(run_dir, store, batch_size)
     window = runner.config.window
-    issues = _issue_indices(runner.times, start, end, window.context)
+    issues = _issue_indices(runner.times, start, end, window.context)[::every]
     lead_values = _lead_values(leads, window.horizon)
     writer = ForecastWriter(
         out, inits=runner.times[issues], leads=lead_values, lat=runner.ds.lat.values,

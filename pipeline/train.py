@@ -153,6 +153,15 @@ class _Distributed:
             value /= self.world
         return value
 
+    def any_of(self, *values: float) -> list[float]:
+        """Element-wise maximum over ranks, so that every rank takes the same decision
+        (stop on a signal, time budget spent)."""
+        if self.world == 1:
+            return list(values)
+        tensor = torch.tensor(values, dtype=torch.float64)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+        return tensor.tolist()
+
     def close(self):
         if self.owns_group:
             torch.distributed.destroy_process_group()
@@ -391,14 +400,15 @@ def train(
                         log({"step": p["step"], "val_loss": val_loss, "best": p["best"]})
                         if p["bad"] >= t.patience:
                             p["done"] = True  # early stopping
-                    if budget is not None and p["elapsed"] >= budget:
+                    elapsed, signalled = dist.any_of(p["elapsed"], float(stop.signal or 0))
+                    if budget is not None and elapsed >= budget:
                         p["done"] = True  # time budget spent
                     if p["step"] % t.checkpoint_every == 0 or p["done"]:
                         checkpoint(last_path)
-                    if stop.signal is not None:
+                    if signalled:
                         checkpoint(last_path)
                         raise TrainingInterrupted(
-                            f"stopped by signal {signal.Signals(stop.signal).name} at step "
+                            f"stopped by signal {signal.Signals(int(signalled)).name} at step "
                             f"{p['step']}; checkpoint {last_path}; resume=True continues"
                         )
                     if p["done"] or p["step"] >= t.max_steps:

@@ -51,6 +51,10 @@ def test_a_hindcast_equals_the_single_forecasts(trained_model_run, tmp_path):
     assert many.init_time.size == 3
     one = open_forecast(forecast(run, store, "1996-02-01", out=tmp_path / "f.zarr"))
     np.testing.assert_allclose(many.sst.values[1], one.sst.values[0], rtol=1e-5)
+    sparse = open_forecast(hindcast(run, store, start="1996-01", end="1996-03", every=2,
+                                    out=tmp_path / "s.zarr"))
+    assert [str(t)[:7] for t in sparse.init_time.values] == ["1996-01", "1996-03"]
+    np.testing.assert_allclose(sparse.sst.values[1], many.sst.values[2], rtol=1e-5)
 
 
 def test_interpret_maps_latents_and_ode_parameters(trained_model_run):

@@ -14,10 +14,11 @@ last levels where the work is negligible.
 The block-pentadiagonal case pairs consecutive steps into 2b×2b blocks (padding T to even
 with an identity step coupled to nothing), which makes it block-tridiagonal.
 
-Layout: inside this module blocks are "structure of arrays", block indices first and the
-batch and step dims last, e.g. diag (B, B, N, n). A B×B product is then B fused
-multiply-adds over long contiguous vectors instead of millions of tiny matrix calls (several
-times faster on CPU, and few kernel launches on GPU).
+Layout: inside this module blocks are "structure of arrays", block indices first, then the
+steps, then the batch (contiguous), e.g. diag (B, B, n, N), the layout `_assemble` stores
+M in. A B×B product is then B fused multiply-adds over long contiguous vectors instead of
+millions of tiny matrix calls (several times faster on CPU, and few kernel launches on GPU),
+and taking every other step keeps runs of N contiguous numbers.
 
 A non-positive pivot gives an infinite or NaN reciprocal that IEEE arithmetic carries (0·inf
 is NaN) into the Schur complements above it, up to the dense remainder, so one check there
@@ -51,11 +52,11 @@ def factor(diag: torch.Tensor, bands: tuple[torch.Tensor, ...]) -> CyclicReducti
     if paired:
         d, lower = _pair_steps(diag, bands[0], bands[1])
     else:  # views: the first level reads them once, strided
-        d, lower = diag.permute(2, 3, 0, 1), bands[0].permute(2, 3, 0, 1)
+        d, lower = diag.permute(2, 3, 1, 0), bands[0].permute(2, 3, 1, 0)
     width = d.shape[0]
     n_tail = _dense_tail_steps(n_batch, width)
     levels = []
-    while d.shape[-1] > n_tail:
+    while d.shape[-2] > n_tail:
         level, d, lower = _reduce(d, lower)
         levels.append(level)
     tail = _DenseTail(d, lower)  # at least one step is left
@@ -72,10 +73,10 @@ def factor(diag: torch.Tensor, bands: tuple[torch.Tensor, ...]) -> CyclicReducti
 class CyclicReduction:
     """Factors of block cyclic reduction for repeated solves.
 
-    levels: one (tall, rinv) per level. tall (3B, B, N, ne): rows :B hold the lower Cholesky
+    levels: one (tall, rinv) per level. tall (3B, B, ne, N): rows :B hold the lower Cholesky
     factors C of the eliminated diagonal blocks, rows B: hold [U | V]ᵀ with
     [U | V] = C⁻¹ [M[e, e+1] | M[e, e-1]], the scaled couplings to the kept neighbours (zero
-    where a neighbour is missing); rinv (B, N, ne) the reciprocals of diag(C).
+    where a neighbour is missing); rinv (B, ne, N) the reciprocals of diag(C).
     tail: the densely factorised remainder. B is b, or 2b for paired systems.
     """
 
@@ -98,7 +99,7 @@ class CyclicReduction:
                 rhs = torch.nn.functional.pad(rhs, (0, 0, 0, 1))
             rhs = rhs.reshape(n_batch, -1, 2 * b)
         out = torch.empty_like(rhs, memory_format=torch.contiguous_format)  # (N, n, B)
-        y = rhs.permute(2, 0, 1)  # (B, N, n), a view
+        y = rhs.permute(2, 1, 0)  # (B, n, N), a view
         eliminated = []
         for tall, rinv in self.levels:
             z, y = _forward_level(tall, rinv, y)
@@ -108,52 +109,52 @@ class CyclicReduction:
             tall, rinv = self.levels[depth]
             xe = _backward_level(tall, rinv, eliminated.pop(), sol)
             # Interleave eliminated (even) and kept (odd) steps; level 0 writes the output.
-            full = out.permute(2, 0, 1) if depth == 0 else xe.new_empty(_joined(xe, sol))
-            full[..., 0::2] = xe
-            full[..., 1::2] = sol
+            full = out.permute(2, 1, 0) if depth == 0 else xe.new_empty(_joined(xe, sol))
+            full[:, 0::2] = xe
+            full[:, 1::2] = sol
             sol = full
         if not self.levels:
-            out.permute(2, 0, 1).copy_(sol)
+            out.permute(2, 1, 0).copy_(sol)
         if self.paired:
             out = out.reshape(n_batch, -1, b)[:, :n_steps]
         return out
 
 
 def _joined(xe: torch.Tensor, xk: torch.Tensor) -> tuple[int, ...]:
-    return xe.shape[:-1] + (xe.shape[-1] + xk.shape[-1],)
+    """Shape of eliminated (B, ne, N) and kept (B, nk, N) steps together: (B, ne+nk, N)."""
+    return (xe.shape[0], xe.shape[1] + xk.shape[1], xe.shape[2])
 
 
 def _reduce(d: torch.Tensor, lower: torch.Tensor):
     """One level: eliminate steps 0, 2, 4, ... of a block-tridiagonal system.
 
-    d: (B, B, N, n) diagonal blocks; lower: (B, B, N, n-1) with lower[..., t] = M[t+1, t]
+    d: (B, B, n, N) diagonal blocks; lower: (B, B, n-1, N) with lower[:, :, t] = M[t+1, t]
     (any strides). Returns the level's factors (tall, rinv) and the Schur complement on the
-    steps 1, 3, ...: diag (B, B, N, n//2) and lower (B, B, N, n//2 - 1), contiguous.
+    steps 1, 3, ...: diag (B, B, n//2, N) and lower (B, B, n//2 - 1, N), contiguous.
     """
-    width, n = d.shape[0], d.shape[-1]
+    width, n, n_batch = d.shape[0], d.shape[2], d.shape[3]
     n_elim, n_kept = (n + 1) // 2, n // 2
-    batch = d.shape[2:-1]
     # tall = [M[e, e]; M[e+1, e]; M[e-1, e]]: one column Cholesky factorises M[e, e] and
     # computes the couplings C⁻¹ M[e, e±1] (as their transposes) in the same sweep.
-    tall = d.new_empty((3 * width, width) + batch + (n_elim,))
-    tall[:width].copy_(d[..., 0::2])
-    tall[width : 2 * width, ..., :n_kept].copy_(lower[..., 0::2])
-    tall[2 * width :, ..., 1:].copy_(lower[..., 1::2].transpose(0, 1))
+    tall = d.new_empty((3 * width, width, n_elim, n_batch))
+    tall[:width].copy_(d[:, :, 0::2])
+    tall[width : 2 * width, :, :n_kept].copy_(lower[:, :, 0::2])
+    tall[2 * width :, :, 1:].copy_(lower[:, :, 1::2].transpose(0, 1))
     if n_kept < n_elim:  # the last eliminated step has no right neighbour
-        tall[width : 2 * width, ..., n_kept:].zero_()
-    tall[2 * width :, ..., :1].zero_()  # step 0 has no left neighbour
+        tall[width : 2 * width, :, n_kept:].zero_()
+    tall[2 * width :, :, :1].zero_()  # step 0 has no left neighbour
     rinv = _cholesky_tall(tall)
 
     # gram[p, q] = Σ_i X[i, p] X[i, q] for X = [U | V]: UᵀU, UᵀV and VᵀV of each step.
-    coupling = tall[width:]  # (2B, B, *batch, ne)
+    coupling = tall[width:]  # (2B, B, ne, N)
     gram = coupling[:, 0].unsqueeze(1) * coupling[:, 0].unsqueeze(0)
     for i in range(1, width):
         gram.addcmul_(coupling[:, i].unsqueeze(1), coupling[:, i].unsqueeze(0))
-    new_d = d.new_empty((width, width) + batch + (n_kept,))
-    torch.sub(d[..., 1::2], gram[:width, :width, ..., :n_kept], out=new_d)
-    new_d[..., : n_elim - 1] -= gram[width:, width:, ..., 1 : n_kept + 1]
+    new_d = d.new_empty((width, width, n_kept, n_batch))
+    torch.sub(d[:, :, 1::2], gram[:width, :width, :n_kept], out=new_d)
+    new_d[:, :, : n_elim - 1] -= gram[width:, width:, 1 : n_kept + 1]
     # M'[k+1, k] = -U_eᵀ V_e with e the eliminated step between kept k and k+1.
-    new_lower = torch.neg(gram[:width, width:, ..., 1:n_kept])
+    new_lower = torch.neg(gram[:width, width:, 1:n_kept])
     return (tall, rinv), new_d, new_lower
 
 
@@ -185,38 +186,38 @@ def _sub_products(target: torch.Tensor, a: torch.Tensor, x: torch.Tensor, dim: i
 
 
 def _forward_level(tall: torch.Tensor, rinv: torch.Tensor, y: torch.Tensor):
-    """Forward substitution through one level. y: (B, N, n) -> z (B, N, ne), y' (B, N, nk).
+    """Forward substitution through one level. y: (B, n, N) -> z (B, ne, N), y' (B, nk, N).
 
     z = C⁻¹ y_e for the eliminated steps; y' = y_k - Uᵀ z_k - Vᵀ z_{k+1} for the kept ones.
     """
-    width, n = tall.shape[1], y.shape[-1]
+    width, n, n_batch = tall.shape[1], y.shape[1], y.shape[2]
     n_elim, n_kept = (n + 1) // 2, n // 2
-    z = y.new_empty(y.shape[:-1] + (n_elim,))
-    z.copy_(y[..., 0::2])
+    z = y.new_empty((width, n_elim, n_batch))
+    z.copy_(y[:, 0::2])
     for i in range(width):
         _sub_products(z[i], tall[i, :i], z[:i], dim=0)
         z[i].mul_(rinv[i])
-    coupling = tall[width:]  # (2B, B, N, ne): rows p of Uᵀ then Vᵀ
+    coupling = tall[width:]  # (2B, B, ne, N): rows p of Uᵀ then Vᵀ
     upd = coupling[:, 0] * z[0]
     for i in range(1, width):
         upd.addcmul_(coupling[:, i], z[i])
-    kept = y.new_empty(y.shape[:-1] + (n_kept,))
-    torch.sub(y[..., 1::2], upd[:width, ..., :n_kept], out=kept)
-    kept[..., : n_elim - 1] -= upd[width:, ..., 1:]
+    kept = y.new_empty((width, n_kept, n_batch))
+    torch.sub(y[:, 1::2], upd[:width, :n_kept], out=kept)
+    kept[:, : n_elim - 1] -= upd[width:, 1:]
     return z, kept
 
 
 def _backward_level(tall: torch.Tensor, rinv: torch.Tensor, z: torch.Tensor, xk: torch.Tensor):
-    """Back substitution through one level, in place on z (B, N, ne); xk (B, N, nk) kept.
+    """Back substitution through one level, in place on z (B, ne, N); xk (B, nk, N) kept.
 
-    x_e = C⁻ᵀ (z_e - U x_k - V x_{k-1}), returned (B, N, ne).
+    x_e = C⁻ᵀ (z_e - U x_k - V x_{k-1}), returned (B, ne, N).
     """
     width = tall.shape[1]
-    n_elim, n_kept = z.shape[-1], xk.shape[-1]
-    head, shifted = z[..., :n_kept], z[..., 1:]
+    n_elim, n_kept = z.shape[1], xk.shape[1]
+    head, shifted = z[:, :n_kept], z[:, 1:]
     for p in range(width):
-        head.addcmul_(tall[width + p, ..., :n_kept], xk[p], value=-1.0)  # U x_k
-        shifted.addcmul_(tall[2 * width + p, ..., 1:], xk[p, ..., : n_elim - 1], value=-1.0)
+        head.addcmul_(tall[width + p, :, :n_kept], xk[p], value=-1.0)  # U x_k
+        shifted.addcmul_(tall[2 * width + p, :, 1:], xk[p, : n_elim - 1], value=-1.0)
     for i in reversed(range(width)):
         _sub_products(z[i], tall[i + 1 : width, i], z[i + 1 :], dim=0)
         z[i].mul_(rinv[i])
@@ -226,29 +227,28 @@ def _backward_level(tall: torch.Tensor, rinv: torch.Tensor, z: torch.Tensor, xk:
 class _DenseTail:
     """The last few steps of the reduced system, factorised as one dense matrix per batch.
 
-    d: (B, B, N, n), lower: (B, B, N, n-1). failed: (N,) bool, True where the matrix is not
+    d: (B, B, n, N), lower: (B, B, n-1, N). failed: (N,) bool, True where the matrix is not
     positive definite or not finite.
     """
 
     def __init__(self, d: torch.Tensor, lower: torch.Tensor):
-        width, n = d.shape[0], d.shape[-1]
-        n_batch = d.shape[2]
+        width, n, n_batch = d.shape[0], d.shape[2], d.shape[3]
         blocks = d.new_zeros((n_batch, n, width, n, width))
         idx = torch.arange(n, device=d.device)
-        blocks[:, idx, :, idx] = d.permute(3, 2, 0, 1)  # (n, N, B, B) into [t, :, :, t]
-        blocks[:, idx[1:], :, idx[:-1]] = lower.permute(3, 2, 0, 1)
-        blocks[:, idx[:-1], :, idx[1:]] = lower.permute(3, 2, 1, 0)
+        blocks[:, idx, :, idx] = d.permute(2, 3, 0, 1)  # (n, N, B, B) into [:, t, :, t]
+        blocks[:, idx[1:], :, idx[:-1]] = lower.permute(2, 3, 0, 1)
+        blocks[:, idx[:-1], :, idx[1:]] = lower.permute(2, 3, 1, 0)
         dense = blocks.view(n_batch, n * width, n * width)
         finite = torch.isfinite(dense).all(-1).all(-1)
         self.chol, info = torch.linalg.cholesky_ex(dense)
         self.failed = (info != 0) | ~finite
 
     def solve(self, y: torch.Tensor) -> torch.Tensor:
-        """y: (B, N, n) -> (B, N, n)."""
-        width, n_batch, n = y.shape
-        flat = y.permute(1, 2, 0).reshape(n_batch, n * width, 1)
+        """y: (B, n, N) -> (B, n, N)."""
+        width, n, n_batch = y.shape
+        flat = y.permute(2, 1, 0).reshape(n_batch, n * width, 1)
         x = torch.cholesky_solve(flat, self.chol)
-        return x.view(n_batch, n, width).permute(2, 0, 1)
+        return x.view(n_batch, n, width).permute(2, 1, 0)
 
 
 def _dense_tail_steps(n_batch: int, width: int) -> int:
@@ -263,28 +263,28 @@ def _pair_steps(diag, band1, band2):
     """Pair steps (2p, 2p+1) of a block-pentadiagonal matrix into 2b×2b blocks.
 
     diag (N, T, b, b), band1 (N, T-1, b, b), band2 (N, T-2, b, b) -> structure-of-arrays
-    diag (2b, 2b, N, P) and lower band (2b, 2b, N, P-1) of a block-tridiagonal matrix,
+    diag (2b, 2b, P, N) and lower band (2b, 2b, P-1, N) of a block-tridiagonal matrix,
     P = ⌈T/2⌉. An odd T gets a trailing identity step coupled to nothing.
     """
     n_batch, n_steps, b = diag.shape[0], diag.shape[1], diag.shape[2]
     n_pairs = (n_steps + 1) // 2
-    d = diag.permute(2, 3, 0, 1)  # (b, b, N, T) views
-    l1 = band1.permute(2, 3, 0, 1)
-    l2 = band2.permute(2, 3, 0, 1)
-    pd = diag.new_zeros((2 * b, 2 * b, n_batch, n_pairs))
-    pl = diag.new_zeros((2 * b, 2 * b, n_batch, max(n_pairs - 1, 0)))
+    d = diag.permute(2, 3, 1, 0)  # (b, b, T, N) views
+    l1 = band1.permute(2, 3, 1, 0)
+    l2 = band2.permute(2, 3, 1, 0)
+    pd = diag.new_zeros((2 * b, 2 * b, n_pairs, n_batch))
+    pl = diag.new_zeros((2 * b, 2 * b, max(n_pairs - 1, 0), n_batch))
     n_second = n_steps // 2  # pairs with a second step
-    pd[:b, :b] = d[..., 0::2]
-    pd[b:, b:, :, :n_second] = d[..., 1::2]
-    pd[b:, :b, :, :n_second] = l1[..., 0::2]
-    pd[:b, b:, :, :n_second] = l1[..., 0::2].transpose(0, 1)
+    pd[:b, :b] = d[:, :, 0::2]
+    pd[b:, b:, :n_second] = d[:, :, 1::2]
+    pd[b:, :b, :n_second] = l1[:, :, 0::2]
+    pd[:b, b:, :n_second] = l1[:, :, 0::2].transpose(0, 1)
     if n_steps % 2:
         idx = torch.arange(b, 2 * b, device=diag.device)
-        pd[idx, idx, :, -1] = 1.0
+        pd[idx, idx, -1] = 1.0
     # M[(2p+2, 2p+3), (2p, 2p+1)] = [[band2[2p], band1[2p+1]], [0, band2[2p+1]]]
-    pl[:b, :b] = l2[..., 0::2]
-    pl[:b, b:] = l1[..., 1::2]
-    pl[b:, b:, :, : l2[..., 1::2].shape[-1]] = l2[..., 1::2]
+    pl[:b, :b] = l2[:, :, 0::2]
+    pl[:b, b:] = l1[:, :, 1::2]
+    pl[b:, b:, : l2[:, :, 1::2].shape[2]] = l2[:, :, 1::2]
     return pd, pl
 
 

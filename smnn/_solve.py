@@ -31,14 +31,18 @@ def choose_method(method: str, n: int, t_len: int, b: int, device: torch.device)
     return method
 
 
-# Crossover of "auto" (see benchmarks/README.md): the sequential method's depth T costs a
-# fixed overhead per step, the parallel one's log T levels move ~2x more memory. On CPU the
-# sequential method wins only for large batches (then both are memory-bound); on CUDA the
-# T sequential launches always lose. PROVISIONAL until measured on an idle machine.
-AUTO_SEQUENTIAL_MIN_BATCH_CPU = 2048
+# Crossover of "auto", measured (benchmarks/README.md, "auto crossover"): forward+backward,
+# float64, D=1, K=3, T=208, 1 thread, CPU-time medians on the shared 2-core machine:
+#   B=64: sequential 134 ms, parallel 19 ms;  B=512: 218 / 111;  B=2,048: 704 / 620;
+#   B=12,960: 5,650 / 5,944;  and at B=1 the parallel method wins by ~25-100x (T >= 100).
+# The sequential method pays a fixed cost per step (depth T), the parallel one moves ~2x
+# more memory over log T levels, so sequential wins only once the batch makes both
+# memory-bound. On CUDA the T rounds of sequential launches always lose.
+AUTO_SEQUENTIAL_MIN_BATCH_CPU = 4096
 
 
 def _auto_method(n: int, t_len: int, b: int, device: torch.device) -> str:
+    """ "sequential" for big batches on CPU, otherwise "parallel" (the measured crossover)."""
     if device.type == "cpu" and n >= AUTO_SEQUENTIAL_MIN_BATCH_CPU:
         return "sequential"
     return "parallel"

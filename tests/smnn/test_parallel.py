@@ -142,6 +142,7 @@ def test_float32_solution_is_close_to_float64_on_a_well_conditioned_system():
 
 from smnn import ode_forward  # noqa: E402
 from smnn._assemble import normal_equations  # noqa: E402
+from smnn._solve import choose_method  # noqa: E402
 from smnn._validate import canonicalise  # noqa: E402
 from smnn.reference import ode_forward_dense  # noqa: E402
 
@@ -305,3 +306,22 @@ def test_parallel_method_on_cuda_matches_cpu(central):
     gpu.square().sum().backward()
     for name, a, b in zip(INPUT_NAMES, cpu_in, gpu_in, strict=True):
         assert relative_error(b.grad.cpu(), a.grad) < 1e-8, name
+
+
+@pytest.mark.parametrize(
+    ("n_batch", "device", "expected"),
+    [
+        (1, "cpu", "parallel"),
+        (2_048, "cpu", "parallel"),
+        (12_960, "cpu", "sequential"),
+        (12_960, "cuda", "parallel"),
+    ],
+)
+def test_auto_picks_the_method_measured_faster_for_the_shape_and_device(n_batch, device, expected):
+    assert choose_method("auto", n_batch, 208, 3, torch.device(device)) == expected
+
+
+def test_explicit_method_is_kept_and_unknown_names_are_rejected():
+    assert choose_method("sequential", 1, 10, 3, torch.device("cpu")) == "sequential"
+    with pytest.raises(ValueError, match="method: expected 'auto' or one of"):
+        choose_method("cyclic", 1, 10, 3, torch.device("cpu"))

@@ -106,7 +106,7 @@ def register(subparsers) -> None:
     serve = subparsers.add_parser("serve", help="serve the scheduled deployments (ingest "
                                   "daily, forecast monthly, retrain quarterly)")
     _add_model_options(serve, PipelineParameters,
-                       skip=("forecast_start", "forecast_end", "retrain"))
+                       skip=("forecast_start", "forecast_end", "retrain", "train_end"))
     for name, cron in SCHEDULES.items():
         serve.add_argument(f"--{name}-cron", default=cron,
                            help=f"cron schedule (UTC) of the {name} deployment "
@@ -168,21 +168,27 @@ def run_command(args: argparse.Namespace) -> int:
 
 def build_deployments(params: PipelineParameters, *, crons: dict[str, str],
                       dask_address: str | None = None) -> list:
-    """The three scheduled deployments of one working folder (RunnerDeployments)."""
+    """The three scheduled deployments of one working folder (RunnerDeployments).
+
+    Scheduled runs always work on the newest data: the forecast is issued at the store's
+    latest time and retraining uses everything ingested so far.
+    """
     from flows import pipelines
     from flows.runtime import dask_runner
 
-    forecast = pipelines.forecast_flow.with_options(task_runner=dask_runner(dask_address))
-    train = params.train()
+    forecast_flow = pipelines.forecast_flow.with_options(task_runner=dask_runner(dask_address))
+    latest = {"start": None, "end": None, "train_end": None}
+    forecast = params.forecast().model_copy(update=latest)
+    train = params.train().model_copy(update={"train_end": None})
     return [
         pipelines.ingest_flow.to_deployment(
             "ingest-daily", cron=crons["ingest"], tags=["sstcast"],
             parameters={"params": params.ingest().model_dump(mode="json"),
                         "dask_address": dask_address},
             description="Fetch new SST and append it to the store."),
-        forecast.to_deployment(
+        forecast_flow.to_deployment(
             "forecast-monthly", cron=crons["forecast"], tags=["sstcast"],
-            parameters={"params": params.forecast().model_dump(mode="json")},
+            parameters={"params": forecast.model_dump(mode="json")},
             description="Forecast from the latest data with the newest trained run, score, "
             "map and report."),
         pipelines.train_flow.to_deployment(
@@ -227,15 +233,15 @@ def demo_command(args: argparse.Namespace) -> int:
 
 def _demo_summary(result: dict, workdir: Path, seconds: float) -> str:
     lines = [f"\nsstcast demo finished in {seconds:.0f} s. Products in {workdir}:",
-             f"  report:          {result['report']}",
-             f"  maps:            {Path(result['report']).parent / 'maps'}"]
-    lines += [f"    {name:<15}{path}" for name, path in sorted(result["maps"].items())]
+             f"  report:            {result['report']}",
+             f"  maps:              {Path(result['report']).parent / 'maps'}"]
+    lines += [f"    {name:<17}{path}" for name, path in sorted(result["maps"].items())]
     if result.get("metrics"):
-        lines += [f"  metrics (CSV):   {result['metrics']['csv']}",
-                  f"  metrics (JSON):  {result['metrics']['json']}"]
-    lines += [f"  forecast store:  {result['forecast']}"]
-    lines += [f"  {kind + ' store:':<17}{path}" for kind, path in result["baselines"].items()]
-    lines += [f"  SST store:       {workdir / 'store.zarr'}",
-              f"  training runs:   {workdir / 'runs'}",
-              f"  Prefect home:    {workdir / '.prefect'} (artifacts: `prefect artifact ls`)"]
+        lines += [f"  metrics (CSV):     {result['metrics']['csv']}",
+                  f"  metrics (JSON):    {result['metrics']['json']}"]
+    lines += [f"  forecast store:    {result['forecast']}"]
+    lines += [f"  {kind + ' store:':<19}{path}" for kind, path in result["baselines"].items()]
+    lines += [f"  SST store:         {workdir / 'store.zarr'}",
+              f"  training runs:     {workdir / 'runs'}",
+              f"  Prefect home:      {workdir / '.prefect'} (artifacts: `prefect artifact ls`)"]
     return "\n".join(lines)

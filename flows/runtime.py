@@ -17,6 +17,8 @@ OFFLINE = {
     "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
     # A cold ephemeral server on a busy 2-core machine can take longer than the default 20 s.
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    # The in-process dask cluster logs every worker start at INFO: keep the run log readable.
+    "DASK_LOGGING__DISTRIBUTED": "warning",
 }
 
 

@@ -575,15 +575,18 @@ def write_forecast_maps(
 ) -> dict[str, Path]:
     """Draw the standard maps of a forecast run into `out_dir`; returns name -> PNG path.
 
-    Always the forecast SST per lead (default: first and last lead); with a climatology the
-    anomaly; with the truth the error, bias and Niño3.4 plume; with a metrics table the
+    Always the forecast SST per lead (default: first and last lead); with a climatology (by
+    default the truth's over the forecast's `climatology_start/_end` attributes) the anomaly;
+    with the truth the error, bias and Niño3.4 plume; with a metrics table the
     RMSE/ACC-against-lead lines; with interpretation `parameters` their maps.
     """
     out = Path(out_dir)
     leads = list(leads) if leads is not None else sorted({int(forecast["lead"][0]),
                                                          int(forecast["lead"][-1])})
     if truth is not None and climatology is None:
-        climatology = monthly_climatology(truth)
+        # Anomalies against the training period when the forecast store names it.
+        climatology = monthly_climatology(truth, start=forecast.attrs.get("climatology_start"),
+                                          end=forecast.attrs.get("climatology_end"))
     written: dict[str, Path] = {}
     for lead in leads:
         written[f"sst_lead{lead}"] = save_figure(

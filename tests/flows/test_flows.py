@@ -159,10 +159,11 @@ def test_flow_parameters_show_as_a_typed_form():
 
 
 def test_deployments_carry_the_configured_schedules(tmp_path):
-    params = PipelineParameters(workdir=str(tmp_path))
+    params = PipelineParameters(workdir=str(tmp_path), train_end="2003-12-01")
     crons = {"ingest": "5 1 * * *", "forecast": "0 9 3 * *", "retrain": "0 0 1 */3 *"}
     deployments = cli_ops.build_deployments(params, crons=crons)
     names = {d.name: d for d in deployments}
     assert set(names) == {"ingest-daily", "forecast-monthly", "retrain-quarterly"}
     assert names["ingest-daily"].schedules[0].schedule.cron == "5 1 * * *"
     assert names["retrain-quarterly"].parameters["params"]["new_run"] is True
+    assert names["forecast-monthly"].parameters["params"]["start"] is None  # latest data

@@ -46,10 +46,14 @@ def pytest_configure(config):
     offline_environment(home=home)
 
 
+SERVER_MODULES = ("test_flows.py", "test_deployments.py")
+
+
 def pytest_collection_modifyitems(items):
-    # All flow tests share the session's Prefect server: keep them on one xdist worker.
+    # The tests that share the session's Prefect server run on one xdist worker.
     for item in items:
-        if "tests/flows/" in str(item.fspath).replace(os.sep, "/"):
+        path = str(item.fspath).replace(os.sep, "/")
+        if "tests/flows/" in path and path.endswith(SERVER_MODULES):
             item.add_marker(pytest.mark.xdist_group("prefect"))
 
 

@@ -167,3 +167,24 @@ def test_deployments_carry_the_configured_schedules(tmp_path):
     assert names["ingest-daily"].schedules[0].schedule.cron == "5 1 * * *"
     assert names["retrain-quarterly"].parameters["params"]["new_run"] is True
     assert names["forecast-monthly"].parameters["params"]["start"] is None  # latest data
+
+
+def test_forecast_fan_out_runs_on_an_existing_dask_cluster(trained, tiny_workdir):
+    from distributed import LocalCluster
+
+    from flows.pipelines import forecast_flow
+    from flows.runtime import dask_runner
+
+    params = ForecastParameters(run_dir=str(tiny_workdir / "runs"),
+                                store=str(tiny_workdir / "store.zarr"),
+                                out_dir=str(tiny_workdir / "on-cluster"), start="2003-06-01",
+                                end="2003-06-01", leads=2, baselines=("persistence",),
+                                maps=False)
+    with LocalCluster(n_workers=1, processes=False, threads_per_worker=1,
+                      dashboard_address=None) as cluster:
+        flow = forecast_flow.with_options(task_runner=dask_runner(cluster.scheduler_address))
+        products = flow(params)
+        ran_there = set(cluster.scheduler.task_prefixes)
+    assert Path(products["baselines"]["persistence"]).exists()
+    assert any("baseline" in name for name in ran_there), ran_there
+    assert any("interpret" in name for name in ran_there), ran_there

@@ -103,15 +103,23 @@ def normal_equations(p: Problem, central: bool):
         torch.diagonal(per_dim, dim1=1, dim2=2)[..., :j_len] += w_iv2  # (S, N, D, K)
         beta.view(n, t_len, d_len, k_len)[:, :s_len, :, :j_len] += w_iv2 * p.init_vars
 
-    # Smoothness rows: diag(h^o) C diag(h^o) per interval and state dim.
+    # Smoothness rows: diag(h^o) C diag(h^o) per interval and state dim. Large temporaries
+    # are costly on CPU (fresh pages), so for D = 1 hh is built in band0's storage.
     pa, pb = taylor_rows(k_len, central, dtype, device)
     h_last = p.steps.T.contiguous()  # (T-1, N)
     hp = step_powers(h_last, k_len, dim=1)  # (T-1, K, N)
-    hh = hp.unsqueeze(2) * hp.unsqueeze(1)  # (T-1, K, K, N)
+    band0 = torch.empty(t_len - 1, b, b, n, dtype=dtype, device=device)
+    if d_len == 1:
+        hh = torch.mul(hp.unsqueeze(2), hp.unsqueeze(1), out=band0)  # (T-1, K, K, N)
+    else:
+        hh = hp.unsqueeze(2) * hp.unsqueeze(1)
     _add_per_dim(diag[:-1], w_sm2 * (pa.T @ pa), hh, d_len)
     _add_per_dim(diag[1:], w_sm2 * (pb.T @ pb), hh, d_len)
-    band0 = torch.zeros(t_len - 1, b, b, n, dtype=dtype, device=device)
-    _add_per_dim(band0, w_sm2 * (pb.T @ pa), hh, d_len)
+    if d_len == 1:
+        band0.mul_((w_sm2 * (pb.T @ pa)).unsqueeze(-1))
+    else:
+        band0.zero_()
+        _add_per_dim(band0, w_sm2 * (pb.T @ pa), hh, d_len)
     bands = (band0,)
 
     if central:

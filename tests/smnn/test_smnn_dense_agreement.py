@@ -11,10 +11,13 @@ from smnn.reference import ode_forward_dense
 from .conftest import make_problem, relative_error
 
 
-def assert_fast_matches_dense(inputs, central, value_tol=1e-10, grad_tol=1e-8, seed=1):
+def assert_fast_matches_dense(
+    inputs, central, value_tol=1e-10, grad_tol=1e-8, seed=1, method="sequential"
+):
+    """The sequential method (the parallel one has its own tests) against the dense solve."""
     fast_in = [x.clone().requires_grad_() for x in inputs]
     dense_in = [x.clone().requires_grad_() for x in inputs]
-    fast = ode_forward(*fast_in, central=central)
+    fast = ode_forward(*fast_in, central=central, method=method)
     dense = ode_forward_dense(*dense_in, central=central)
     assert fast.shape == dense.shape
     assert relative_error(fast.detach(), dense.detach()) < value_tol

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from smnn import ode_forward
+from smnn import METHODS, ode_forward
 from smnn.reference import ode_forward_dense
 
 GOLDEN = (
@@ -35,7 +35,17 @@ def golden():
         return {k: z[k] for k in z.files}
 
 
-@pytest.mark.parametrize("solver", [ode_forward, ode_forward_dense], ids=["fast", "dense"])
+def method_solver(name):
+    def solve(*inputs, central):
+        return ode_forward(*inputs, central=central, method=name)
+
+    return solve
+
+
+SOLVERS = {name: method_solver(name) for name in METHODS} | {"dense": ode_forward_dense}
+
+
+@pytest.mark.parametrize("solver", list(SOLVERS.values()), ids=list(SOLVERS))
 @pytest.mark.parametrize("case", CASES)
 def test_solution_and_gradients_match_the_published_implementation(golden, case, solver, rel_err):
     inputs = [torch.tensor(golden[f"{case}/{name}"], requires_grad=True) for name in INPUTS]

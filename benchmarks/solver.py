@@ -8,10 +8,10 @@ Identifier's shape B=12,960, T=208, S=10, J=2) and each column (the methods in
 `smnn.METHODS`, then `dense` = `smnn.reference.ode_forward_dense`, the original MNN's
 O(T³) solve, only where its (3T)² matrix fits), a fresh subprocess builds float64 inputs,
 runs one warm-up (none at T = 100,000) and `repeats` timed forward+backward passes
-(loss = Σ u·cotangent, gradients of all four inputs) and reports the median wall time and
-its peak resident memory
-(ru_maxrss, which sees torch's allocations, unlike tracemalloc) above the memory held
-before the first solve. Prints a table, each method's time relative to the dense solve, and
+(loss = Σ u·cotangent, gradients of all four inputs) and reports the median wall time (and
+process CPU time, steadier on a shared machine) and its peak resident memory (ru_maxrss,
+which sees torch's allocations, unlike tracemalloc) above the memory held before the first
+solve. Prints a table, each method's time relative to the dense solve, and
 the growth of time and memory with T (linear means ×10 per ×10 in T).
 """
 
@@ -62,16 +62,18 @@ else:
     def solve(*xs):
         return smnn.ode_forward(*xs, method=method)
 base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-times = []
+times, cpu = [], []
 for i in range(repeats + warmup):
     for x in inputs:
         x.grad = None
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     (solve(*inputs) * cotangent).sum().backward()
     if i >= warmup:
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
 peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps(dict(median_s=statistics.median(times), min_s=min(times),
+                      cpu_s=statistics.median(cpu),
                       peak_mb=(peak_kb - base_kb) / 1024, rss_mb=peak_kb / 1024)))
 """
 

@@ -115,12 +115,13 @@ def main(argv: list[str] | None = None) -> int:
             if result is not None:
                 results[case, method] = result
                 print(
-                    f"  {case:>8} {method:>10}: {result['median_s']:.4f} s, "
+                    f"  {case:>8} {method:>10}: {result['median_s']:.4f} s "
+                    f"(CPU {result['cpu_s']:.4f} s), "
                     f"+{result['peak_mb']:.0f} MB",
                     flush=True,
                 )
 
-    print("\nforward+backward, float64: median seconds (peak MB above baseline)")
+    print("\nforward+backward, float64: median wall / CPU seconds (peak MB above baseline)")
     print(
         "| case | "
         + " | ".join(methods)
@@ -133,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         for m in methods:
             r = results.get((case, m))
-            cells.append("—" if r is None else f"{r['median_s']:.4f} ({r['peak_mb']:.0f})")
+            cells.append(
+                "—" if r is None else f"{r['median_s']:.3f} / {r['cpu_s']:.3f} ({r['peak_mb']:.0f})"
+            )
         dense = results.get((case, "dense"))
         for m in methods:
             if m == "dense":

@@ -84,7 +84,10 @@ class MechanisticIdentifier(nn.Module):
         self.step_decoder = _mlp(*dec, self.t_len - 1)
         self._init_decoders()
         self.ode = smnn.ODELayer(
-            central=model.central, method=model.solver_method, solve_dtype=torch.float64
+            central=model.central,
+            weight_init=model.init_weight,
+            method=model.solver_method,
+            solve_dtype=torch.float64,
         )
         self.to(dtype)
 

@@ -75,3 +75,14 @@ def test_wrong_context_length_names_the_argument(model):
         model(torch.randn(2, 23), torch.randn(2, 5))
     with pytest.raises(ValueError, match="covariates"):
         model(torch.randn(2, 24))
+
+
+def test_a_heavier_initial_condition_weight_pins_the_observations_tighter():
+    context = torch.linspace(-1.0, 1.0, 24).repeat(3, 1)
+    gaps = []
+    for weight in (1.0, 30.0):
+        torch.manual_seed(0)
+        net = MechanisticIdentifier(ModelConfig(**SMALL, init_weight=weight), WINDOW)
+        u = net(context, torch.zeros(3, 5)).u.detach()
+        gaps.append(float((u[:, :3, 0] - context[:, -3:]).abs().max()))
+    assert gaps[1] < gaps[0] / 5

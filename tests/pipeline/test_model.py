@@ -86,3 +86,21 @@ def test_a_heavier_initial_condition_weight_pins_the_observations_tighter():
         u = net(context, torch.zeros(3, 5)).u.detach()
         gaps.append(float((u[:, :3, 0] - context[:, -3:]).abs().max()))
     assert gaps[1] < gaps[0] / 5
+
+
+def test_the_alignment_loss_adds_the_latent_distance_to_the_neighbour(model):
+    from pipeline.train import _loss
+
+    torch.manual_seed(2)
+    batch = {
+        "context": torch.randn(4, 24), "neighbour": torch.randn(4, 24),
+        "covariates": torch.randn(4, 5), "target": torch.randn(4, 6),
+        "mask": torch.ones(4, 6, dtype=torch.bool), "weight": torch.rand(4) + 0.5,
+    }
+    plain = _loss(model, batch, 0.0)
+    aligned = _loss(model, batch, 0.5)
+    z = model.encode(batch["context"], batch["covariates"])
+    z_n = model.encode(batch["neighbour"], batch["covariates"])
+    torch.testing.assert_close(aligned - plain, 0.5 * ((z - z_n) ** 2).mean())
+    same = dict(batch, neighbour=batch["context"])
+    torch.testing.assert_close(_loss(model, same, 0.5), plain)

@@ -47,7 +47,9 @@ def dask_runner(address: str | None = None, *, threads: int = 2):
 
     if address:
         return DaskTaskRunner(address=address)
+    # dask starts its dashboards even when told None, on all interfaces: keep them local.
     return DaskTaskRunner(cluster_kwargs={"n_workers": 1, "processes": False,
                                           "threads_per_worker": threads,
-                                          "dashboard_address": None})
+                                          "dashboard_address": "127.0.0.1:0",
+                                          "worker_dashboard_address": "127.0.0.1:0"})
 

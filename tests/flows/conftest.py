@@ -46,17 +46,6 @@ def pytest_configure(config):
     offline_environment(home=home)
 
 
-SERVER_MODULES = ("test_flows.py", "test_deployments.py")
-
-
-def pytest_collection_modifyitems(items):
-    # The tests that share the session's Prefect server run on one xdist worker.
-    for item in items:
-        path = str(item.fspath).replace(os.sep, "/")
-        if "tests/flows/" in path and path.endswith(SERVER_MODULES):
-            item.add_marker(pytest.mark.xdist_group("prefect"))
-
-
 @pytest.fixture(scope="session")
 def prefect_server():
     """A real local Prefect server (SQLite in a temp folder) for the whole session; yields

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+# These tests share the session's Prefect server (conftest.py): one xdist worker.
+pytestmark = pytest.mark.xdist_group("prefect")
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

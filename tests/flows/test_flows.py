@@ -11,6 +11,9 @@ import pytest
 from flows import cli_ops
 from flows.params import ForecastParameters, PipelineParameters, TrainParameters
 
+# These tests share the session's Prefect server (conftest.py): one xdist worker.
+pytestmark = pytest.mark.xdist_group("prefect")
+
 
 def _artifacts(key_prefix: str = "") -> dict[str, list]:
     """The server's artifacts whose key starts with `key_prefix`, by key (newest first)."""
@@ -181,7 +184,8 @@ def test_forecast_fan_out_runs_on_an_existing_dask_cluster(trained, tiny_workdir
                                 end="2003-06-01", leads=2, baselines=("persistence",),
                                 maps=False)
     with LocalCluster(n_workers=1, processes=False, threads_per_worker=1,
-                      dashboard_address=None) as cluster:
+                      dashboard_address="127.0.0.1:0",
+                      worker_dashboard_address="127.0.0.1:0") as cluster:
         flow = forecast_flow.with_options(task_runner=dask_runner(cluster.scheduler_address))
         products = flow(params)
         ran_there = set(cluster.scheduler.task_prefixes)

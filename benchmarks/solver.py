@@ -2,6 +2,7 @@
 
     python benchmarks/solver.py [--repeats 5] [--cases T100,T1000,T10000,T100000,sst]
                                 [--methods sequential,parallel,dense] [--threads N]
+                                [--sweep B64,B512,B2048,B12960]
 
 For each case (B=1, D=1, K=3, E=1, S=1, J=2 at T = 100 ... 100,000, and the Mechanistic
 Identifier's shape B=12,960, T=208, S=10, J=2) and each column (the methods in
@@ -12,7 +13,10 @@ runs one warm-up (none at T = 100,000) and `repeats` timed forward+backward pass
 process CPU time, steadier on a shared machine) and its peak resident memory (ru_maxrss,
 which sees torch's allocations, unlike tracemalloc) above the memory held before the first
 solve. Prints a table, each method's time relative to the dense solve, and
-the growth of time and memory with T (linear means ×10 per ×10 in T).
+the growth of time and memory with T (linear means ×10 per ×10 in T). Then the crossover:
+which method `method="auto"` picks for each case, and a batch sweep at T=208 (cases
+`--sweep`, "" to skip) timing every method to show where the faster one changes, which is
+what `smnn._solve.AUTO_SEQUENTIAL_MIN_BATCH_CPU` encodes.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ CASES = {
     "T100000": (1, 100_000, 1),
     "sst": (12_960, 208, 10),
 }
+# Batch sweep at the SST length for the auto crossover: name: (B, T, S).
+SWEEP = {f"B{b}": (b, 208, 10) for b in (64, 512, 2_048, 12_960)}
 DENSE_MAX_T = 1_000  # the dense normal matrix is (3T)² float64: 72 MB at T = 1,000
 
 CHILD = """
@@ -80,7 +86,7 @@ print(json.dumps(dict(median_s=statistics.median(times), min_s=min(times),
 
 def run_case(case: str, method: str, repeats: int, threads: int) -> dict | None:
     """One (case, column) in a fresh interpreter; None if it failed (e.g. out of memory)."""
-    batch, t_len, s_len = CASES[case]
+    batch, t_len, s_len = CASES[case] if case in CASES else SWEEP[case]
     warmup = 0 if t_len > 10_000 else 1  # the longest case is its own warm-up
     args = [str(ROOT), batch, t_len, s_len, method, repeats, threads, warmup]
     args = [str(a) for a in args]
@@ -101,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--methods", default=",".join([*smnn.METHODS, "dense"]))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--sweep", default=",".join(SWEEP), help="batch-sweep cases at T=208")
     args = parser.parse_args(argv)
     cases = args.cases.split(",")
     methods = args.methods.split(",")
@@ -160,7 +167,36 @@ def main(argv: list[str] | None = None) -> int:
                 )
         if steps:
             print(f"  {m}: " + "; ".join(steps))
+    crossover(cases, args.sweep, methods, args.repeats, args.threads)
     return 0
+
+
+def crossover(cases, sweep: str, methods, repeats: int, threads: int) -> None:
+    """Print auto's choice per case and time every method over the batch sweep."""
+    import torch
+
+    from smnn._solve import AUTO_SEQUENTIAL_MIN_BATCH_CPU, choose_method
+
+    cpu = torch.device("cpu")
+    print(f"\nauto crossover (CPU): sequential from B = {AUTO_SEQUENTIAL_MIN_BATCH_CPU:,}")
+    for case in cases:
+        batch, t_len, _ = CASES[case]
+        print(f"  {case}: auto -> {choose_method('auto', batch, t_len, 3, cpu)}")
+    solvers = [m for m in methods if m != "dense"]
+    sweep_cases = [c for c in sweep.split(",") if c]
+    if not sweep_cases or len(solvers) < 2:
+        return
+    print("\nbatch sweep at T=208: medians per method, the faster one (CPU time), auto's choice")
+    for case in sweep_cases:
+        got = {m: run_case(case, m, max(1, repeats // 2), threads) for m in solvers}
+        # Decided on process CPU time: wall time on a shared machine mostly measures others.
+        timed = {m: r["cpu_s"] for m, r in got.items() if r is not None}
+        best = min(timed, key=timed.get) if timed else "—"
+        auto = choose_method("auto", SWEEP[case][0], 208, 3, cpu)
+        cells = ", ".join(
+            f"{m} {got[m]['median_s']:.3f} s wall / {t:.3f} s cpu" for m, t in timed.items()
+        )
+        print(f"  {case:>7}: {cells}; faster: {best}; auto: {auto}", flush=True)
 
 
 if __name__ == "__main__":

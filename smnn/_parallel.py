@@ -145,16 +145,21 @@ def _reduce(d: torch.Tensor, lower: torch.Tensor):
     tall[2 * width :, :, :1].zero_()  # step 0 has no left neighbour
     rinv = _cholesky_tall(tall)
 
-    # gram[p, q] = Σ_i X[i, p] X[i, q] for X = [U | V]: UᵀU, UᵀV and VᵀV of each step.
-    coupling = tall[width:]  # (2B, B, ne, N)
-    gram = coupling[:, 0].unsqueeze(1) * coupling[:, 0].unsqueeze(0)
-    for i in range(1, width):
-        gram.addcmul_(coupling[:, i].unsqueeze(1), coupling[:, i].unsqueeze(0))
+    # Schur complement, accumulated without a (2B, 2B) Gram temporary (the peak memory):
+    # with X = [U | V], tall[B:] = Xᵀ, so ut[p, i] = U[i, p] and vt[q, i] = V[i, q].
+    ut, vt = tall[width : 2 * width], tall[2 * width :]  # (B, B, ne, N) each
     new_d = d.new_empty((width, width, n_kept, n_batch))
-    torch.sub(d[:, :, 1::2], gram[:width, :width, :n_kept], out=new_d)
-    new_d[:, :, : n_elim - 1] -= gram[width:, width:, 1 : n_kept + 1]
+    new_d.copy_(d[:, :, 1::2])
+    right = new_d[:, :, : n_elim - 1]  # kept k with a right neighbour e = k+1
+    for i in range(width):
+        u_i, v_i = ut[:, i, :n_kept], vt[:, i, 1 : n_kept + 1]
+        new_d.addcmul_(u_i.unsqueeze(1), u_i.unsqueeze(0), value=-1.0)  # U_kᵀU_k
+        right.addcmul_(v_i.unsqueeze(1), v_i.unsqueeze(0), value=-1.0)  # V_{k+1}ᵀV_{k+1}
     # M'[k+1, k] = -U_eᵀ V_e with e the eliminated step between kept k and k+1.
-    new_lower = torch.neg(gram[:width, width:, 1:n_kept])
+    u_e, v_e = ut[:, :, 1:n_kept], vt[:, :, 1:n_kept]
+    new_lower = torch.mul(u_e[:, 0].unsqueeze(1), v_e[:, 0].unsqueeze(0)).neg_()
+    for i in range(1, width):
+        new_lower.addcmul_(u_e[:, i].unsqueeze(1), v_e[:, i].unsqueeze(0), value=-1.0)
     return (tall, rinv), new_d, new_lower
 
 

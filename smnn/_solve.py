@@ -32,12 +32,12 @@ def choose_method(method: str, n: int, t_len: int, b: int, device: torch.device)
 
 
 # Crossover of "auto", measured (benchmarks/README.md, "auto crossover"): forward+backward,
-# float64, D=1, K=3, T=208, 1 thread, CPU-time medians on the shared 2-core machine:
-#   B=64: sequential 134 ms, parallel 19 ms;  B=512: 218 / 111;  B=2,048: 704 / 620;
-#   B=12,960: 5,650 / 5,944;  and at B=1 the parallel method wins by ~25-100x (T >= 100).
-# The sequential method pays a fixed cost per step (depth T), the parallel one moves ~2x
-# more memory over log T levels, so sequential wins only once the batch makes both
-# memory-bound. On CUDA the T rounds of sequential launches always lose.
+# float64, D=1, K=3, T=208, 1 thread, process-CPU medians (`benchmarks/solver.py --sweep`):
+#   B=512: sequential 0.186 s, parallel 0.108 s;  B=2,048: 0.370 / 0.322;
+#   B=12,960: 1.909 / 3.218; at B=1 the parallel method wins 8x (T=100) to >100x (T=10,000).
+# The ratio crosses 1 near B = 3,000-4,000. The sequential method pays a fixed cost per step
+# (depth T), the parallel one moves ~2x more memory over log T levels, so sequential wins
+# only once the batch makes both memory-bound. On CUDA the T rounds of launches always lose.
 AUTO_SEQUENTIAL_MIN_BATCH_CPU = 4096
 
 

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from smnn import ode_forward
-from smnn.reference import ode_forward_dense
+from smnn.reference import dense_system, ode_forward_dense
 
 from .conftest import make_problem, relative_error
 
@@ -112,4 +112,9 @@ def test_fast_solver_matches_dense_solve_on_drawn_shapes(
     inputs = make_problem(
         batch=(n,), t_len=t, d_len=d, k_len=k, e_len=e, s_len=s, j_len=j, seed=seed
     )
+    # Any solver's error grows as cond(M)·eps: a 1e-10 agreement is only defined for draws
+    # whose normal matrix is reasonably conditioned (a rare draw reaches cond ~ 1e9).
+    a, _, w = dense_system(*inputs, central=central)
+    wa = a * w[:, None]
+    assume(float(torch.linalg.cond(wa.mT @ wa).max()) < 1e6)
     assert_fast_matches_dense(inputs, central)

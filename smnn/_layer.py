@@ -14,7 +14,7 @@ class ODELayer(torch.nn.Module):
         central: use the central-difference variant.
         weight_equation, weight_init, weight_smooth: row weights (see `ode_forward`).
         method: solver method ("auto" or a registered name).
-        solve_dtype: dtype for the internal solve (None: the inputs' dtype).
+        solve_dtype: dtype for the internal solve (None: float64, see `ode_forward`).
 
     forward(coefficients (..., T, E, D, K), rhs (..., T, E), init_vars (..., S, D, J),
     steps (..., T-1)) -> u (..., T, D, K); step dims of size 1 broadcast.

@@ -46,6 +46,7 @@ def test_float32_inputs_solved_in_float64_match_the_float64_solve():
     u32 = ode_forward(*inputs32, solve_dtype=torch.float64)
     assert u32.dtype == torch.float32
     assert relative_error(u32.double(), ode_forward(*inputs64)) < 1e-6
-    plain32 = ode_forward(*inputs32)
+    assert torch.equal(ode_forward(*inputs32), u32)  # float64 is the default solve dtype
+    plain32 = ode_forward(*inputs32, solve_dtype=torch.float32)
     assert plain32.dtype == torch.float32
     assert relative_error(plain32.double(), ode_forward(*inputs64)) < 1e-3

@@ -49,7 +49,7 @@ class ModelConfig(_Frozen):
         False, description="also pin the backward-difference derivative at observed steps"
     )
     init_weight: float = Field(
-        1.0, gt=0.0, description="weight of the initial-condition rows against the ODE rows"
+        10.0, gt=0.0, description="weight of the initial-condition rows against the ODE rows"
     )
     central: bool = Field(False, description="S-MNN central-difference smoothness variant")
     solver_method: Literal["auto", "sequential", "parallel"] = "auto"

@@ -18,6 +18,7 @@ from pipeline.store import open_store
 
 __all__ = [
     "TimeStep",
+    "anomalies",
     "fit_climatology",
     "n_seasons",
     "open_sst",
@@ -135,3 +136,13 @@ def fit_climatology(
         "step_size": step.size,
     }
     return out
+
+
+def anomalies(sst: xr.DataArray, climatology: xr.Dataset) -> xr.DataArray:
+    """`sst` (time, lat, lon) minus the seasonal `climatology["clim"]` of `fit_climatology`,
+    matched by season; times outside the fitting period are welcome (that is the point)."""
+    step = TimeStep(climatology.attrs["step_units"], int(climatology.attrs["step_size"]))
+    season = xr.DataArray(
+        seasonal_index(sst.time.values, step), dims="time", coords={"time": sst.time}
+    )
+    return sst - climatology["clim"].sel(season=season).drop_vars("season")

@@ -8,7 +8,7 @@ file with small chunks, and every step below is elementwise or a reduction over 
 - `apply_mask`: land -> NaN, from a mask file or from the data itself.
 - `coarsen`: area-weighted (cos lat) averaging onto a grid an integer factor coarser.
 - `resample`: daily -> weekly (Sunday starts) or monthly (month starts), complete periods only.
-- `climatology`, `anomalies`: per calendar month (or week/day of year) over a period.
+Climatology and anomalies live in `pipeline.climatology` (one definition for all users).
 """
 
 from __future__ import annotations
@@ -202,46 +202,3 @@ def resample(ds: xr.Dataset, freq: str) -> xr.Dataset:
     sst = sst.isel(time=np.flatnonzero(complete)).astype(np.float32)
     sst.attrs = ds["sst"].attrs
     return xr.Dataset({"sst": sst, "mask": ds["mask"]}, attrs=ds.attrs)
-
-
-def _season_key(times: pd.DatetimeIndex, step: str) -> np.ndarray:
-    if step == "MS":
-        return times.month.to_numpy()
-    if step == "7D":
-        return np.minimum((times.dayofyear.to_numpy() - 1) // 7 + 1, 52)
-    return np.minimum(times.dayofyear.to_numpy(), 365)
-
-
-def climatology(ds: xr.Dataset | xr.DataArray, period=None, *, step: str = "MS"):
-    """Mean seasonal cycle over `period` (a (start, end) pair or slice of dates; None: all).
-
-    Returns the mean per season index ("season": month 1..12 for "MS", week 1..52 for "7D",
-    day of year 1..365 for "D") with the spatial dims of the input.
-    """
-    sel = ds
-    if period is not None:
-        span = period if isinstance(period, slice) else slice(*period)
-        sel = ds.sel(time=span)
-    if sel.sizes["time"] == 0:
-        raise ValueError(f"period: expected a span with data, got {period!r}")
-    key = xr.DataArray(
-        _season_key(pd.DatetimeIndex(sel["time"].values), canonical_freq(step)),
-        dims="time",
-        name="season",
-    )
-    fields = sel[["sst"]] if isinstance(sel, xr.Dataset) else sel
-    return fields.groupby(key).mean("time")
-
-
-def anomalies(ds, clim, *, step: str = "MS"):
-    """`ds` minus its seasonal `clim` (from `climatology`), matched by season index."""
-    key = xr.DataArray(
-        _season_key(pd.DatetimeIndex(ds["time"].values), canonical_freq(step)),
-        dims="time",
-        coords={"time": ds["time"]},
-        name="season",
-    )
-    fields = ds[["sst"]] if isinstance(ds, xr.Dataset) and isinstance(clim, xr.Dataset) else ds
-    if isinstance(fields, xr.Dataset) and not isinstance(clim, xr.Dataset):
-        fields = fields["sst"]
-    return fields - clim.sel(season=key).drop_vars("season")

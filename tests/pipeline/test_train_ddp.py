@@ -1,5 +1,7 @@
 """DistributedDataParallel training with two CPU processes (gloo) under torchrun."""
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -28,12 +30,21 @@ def test_two_cpu_processes_train_one_model(model_store, tmp_path, tiny_config):
     with socket.socket() as probe:  # a free loopback port for the rendezvous
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    done = subprocess.run(
+    # Own process group, so a hung rendezvous cannot leave orphaned workers holding the pipes.
+    launcher = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
          "--master-addr", "127.0.0.1", "--master-port", str(port), str(script)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+        start_new_session=True,
     )
+    try:
+        stdout, stderr = launcher.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        stdout, stderr = launcher.communicate()
+        pytest.fail(f"torchrun did not finish in 300 s:\n{stderr[-3000:]}")
+    done = subprocess.CompletedProcess(launcher.args, launcher.returncode, stdout, stderr)
     assert done.returncode == 0, done.stderr[-3000:]
     from pipeline.train import load_checkpoint
 

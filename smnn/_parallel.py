@@ -246,7 +246,13 @@ class _DenseTail:
         dense = blocks.view(n_batch, n * width, n * width)
         finite = torch.isfinite(dense).all(-1).all(-1)
         self.chol, info = torch.linalg.cholesky_ex(dense)
-        self.failed = (info != 0) | ~finite
+        # A singular M (e.g. nothing pins one system) can round to a tiny positive pivot
+        # that cholesky_ex accepts. A pivot below size·eps of its own diagonal entry is
+        # rounding noise (the error bound of Cholesky), so count it as a failure too.
+        pivots = torch.diagonal(self.chol, dim1=-2, dim2=-1) ** 2  # (N, n·B)
+        noise = dense.shape[-1] * torch.finfo(dense.dtype).eps
+        tiny = (pivots <= noise * torch.diagonal(dense, dim1=-2, dim2=-1)).any(-1)
+        self.failed = (info != 0) | ~finite | tiny
 
     def solve(self, y: torch.Tensor) -> torch.Tensor:
         """y: (B, n, N) -> (B, n, N)."""

@@ -119,6 +119,18 @@ def test_failure_in_a_decoupled_block_still_reaches_the_final_check(tail_mode):
         _parallel.factor(diag, (band,))
 
 
+@pytest.mark.parametrize("t_len", [5, 7, 40])
+@pytest.mark.parametrize("central", [False, True])
+def test_an_unpinned_system_through_the_public_api_names_its_batch_index(t_len, central):
+    # Element 2 has zero equations and no initial values: M is singular, and the dense tail's
+    # Cholesky may round its last pivot to a tiny positive number instead of failing.
+    coefficients, rhs, _, steps = make_problem(batch=(4,), t_len=t_len, s_len=0)
+    coefficients[2] = 0.0
+    init_vars = torch.zeros(4, 0, 1, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="expected symmetric positive definite.*batch index 2"):
+        ode_forward(coefficients, rhs, init_vars, steps, central=central, method="parallel")
+
+
 def test_malformed_bands_and_rhs_are_rejected_with_their_shapes():
     _, diag, bands = banded_spd(2, 6, 2, 1, seed=9)
     with pytest.raises(ValueError, match=r"bands\[0\]: expected shape \(2, 5, 2, 2\)"):

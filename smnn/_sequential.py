@@ -26,6 +26,10 @@ def _batch_last(x: torch.Tensor) -> torch.Tensor:
 
 def _raise_not_pd(inv_pivots: torch.Tensor) -> None:
     """inv_pivots: (T, N, b), 1/sqrt of the Cholesky pivots; NaN/inf where M is not SPD."""
+    # One summing pass decides the common case: a NaN or inf anywhere makes the sum
+    # non-finite. Only then (or on overflow) search element-wise, which costs ~5 passes.
+    if bool(torch.isfinite(inv_pivots.sum())):
+        return
     failed = ~torch.isfinite(inv_pivots).all(dim=-1).all(dim=0)  # (N,)
     if bool(failed.any()):
         index = int(failed.nonzero()[0, 0])

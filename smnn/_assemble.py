@@ -74,8 +74,8 @@ def normal_equations(p: Problem, central: bool):
     Returns:
         diag: (N, T, b, b), M[t, t]; bands: tuple of (N, T-1, b, b) M[t+1, t] and, when
         central, (N, T-2, b, b) M[t+2, t]; beta: (N, T, b). b = D·K, unknown index d·K + k.
-        diag and bands are views of batch-last (T', b, b, N) storage, the layout the
-        sequential method factors in place.
+        diag, bands and beta are views of batch-last (T', b, b, N) and (T, b, N) storage,
+        the layout the sequential method factors in place.
     """
     n, t_len, e_len, d_len, k_len = p.coefficients.shape
     b = d_len * k_len
@@ -85,12 +85,15 @@ def normal_equations(p: Problem, central: bool):
     # Equation rows: w² Σ_e c cᵀ (batch-last) and w² Σ_e c r.
     c = p.coefficients.reshape(n, t_len, e_len, b)
     c_last = c.permute(1, 2, 3, 0).contiguous()  # (T, E, b, N)
+    r_last = p.rhs.permute(1, 2, 0).contiguous()  # (T, E, N)
+    # beta is stored batch-last too (T, b, N): the solvers read it that way, and
+    # transposing it there costs more than the whole product here.
     if e_len == 1:
         diag = c_last[:, 0].unsqueeze(2) * c_last[:, 0].unsqueeze(1)  # (T, b, b, N)
-        beta = c[:, :, 0] * p.rhs  # (N, T, b)
+        beta = (c_last[:, 0] * r_last).permute(2, 0, 1)  # (N, T, b) view of (T, b, N)
     else:
         diag = torch.einsum("teiN,tejN->tijN", c_last, c_last)
-        beta = torch.einsum("nteb,nte->ntb", c, p.rhs)
+        beta = (c_last * r_last.unsqueeze(2)).sum(1).permute(2, 0, 1)
     if w_eq2 != 1.0:
         diag *= w_eq2
         beta *= w_eq2

@@ -97,7 +97,8 @@ class TridiagonalCholesky:
 
     def solve(self, rhs: torch.Tensor) -> torch.Tensor:
         """M⁻¹ rhs: (N, T, b) -> (N, T, b)."""
-        z = rhs.permute(1, 2, 0).contiguous()  # (T, b, N), a private copy
+        z = rhs.new_empty(rhs.shape[1], rhs.shape[2], rhs.shape[0])  # (T, b, N), private
+        z.copy_(rhs.permute(1, 2, 0))  # a plain copy when rhs is stored batch-last
         return self.solve_batch_last(z).permute(2, 0, 1)
 
 

@@ -26,15 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from solver import CASES  # noqa: E402  (same directory; one table of shapes)
 
-# name: (B, T, S) with D=1, K=3, E=1, J=2, as in benchmarks/solver.py.
-CASES = {
-    "T100": (1, 100, 1),
-    "T1000": (1, 1_000, 1),
-    "T10000": (1, 10_000, 1),
-    "T100000": (1, 100_000, 1),
-    "sst": (12_960, 208, 10),
-}
 DENSE_MAX_T = 2_000  # (3T)² float64 and its Cholesky: 290 MB at T = 2,000
 SWEEP_BATCHES = (1, 16, 256, 2_048, 12_960)
 WARMUP_ALONE_S = 20.0  # a method slower than this per pass is timed by its warm-up only

@@ -6,6 +6,7 @@ cannot pass for a result), saves figures, times steps and measures peak memory.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
@@ -156,3 +157,23 @@ def run_isolated(fn: Callable[..., Any], *args: Any, isolate: bool = True) -> An
 
     with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
         return pool.submit(_one_thread_call, fn, *args).result()
+
+
+def run_example(
+    doc: str, name: str, configs: dict, run: Callable, plot: Callable, argv: list[str] | None
+) -> dict:
+    """The shared command line of the examples: `--config NAME --out DIR`.
+
+    Runs `run(config) -> (numbers, extra)` on one torch thread, then writes
+    `plot(numbers, extra, DIR/<name>.png)` and `DIR/<name>.json`; returns the numbers.
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--config", choices=sorted(configs), default="small")
+    parser.add_argument("--out", type=Path, default=Path("runs/examples"))
+    args = parser.parse_args(argv)
+    with torch_threads(1):
+        numbers, extra = run(configs[args.config])
+    numbers["config_name"] = args.config
+    plot(numbers, extra, args.out / f"{name}.png")
+    write_json(args.out / f"{name}.json", numbers)
+    return numbers

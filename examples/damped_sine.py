@@ -12,7 +12,6 @@ dense reference solver as well.
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -25,7 +24,7 @@ import smnn
 from smnn.reference import ode_forward_dense
 
 from ._data import damped_sine
-from ._output import median, new_figure, pick_device, save_figure, torch_threads, write_json
+from ._output import median, new_figure, pick_device, run_example, save_figure
 
 NAME = "damped_sine"
 
@@ -156,15 +155,9 @@ def plot(curves: dict, path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="small")
-    parser.add_argument("--out", type=Path, default=Path("runs/examples"))
-    args = parser.parse_args(argv)
-    with torch_threads(1):
-        numbers, curves = run(CONFIGS[args.config])
-    numbers["config_name"] = args.config
-    plot(curves, args.out / f"{NAME}.png")
-    write_json(args.out / f"{NAME}.json", numbers)
+    numbers = run_example(
+        __doc__, NAME, CONFIGS, run, lambda numbers, curves, path: plot(curves, path), argv
+    )
     for key, f in numbers["fits"].items():
         print(f"{key:6s} a={f['a_real_time']:.3f} b={f['b_real_time']:.3f} r={f['r']:.3f} "
               f"rmse(clean)={f['rmse_to_clean']:.4f} {f['seconds_per_step'] * 1e3:.1f} ms/step")

@@ -17,7 +17,6 @@ L2 error, time per batch), beside persistence (the last frame repeated).
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,10 +34,9 @@ from ._output import (
     new_figure,
     peak_memory_mib,
     pick_device,
+    run_example,
     run_isolated,
     save_figure,
-    torch_threads,
-    write_json,
 )
 
 NAME = "kdv"
@@ -252,15 +250,7 @@ def plot(numbers: dict, curves: dict, path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="small")
-    parser.add_argument("--out", type=Path, default=Path("runs/examples"))
-    args = parser.parse_args(argv)
-    with torch_threads(1):
-        numbers, curves = run(CONFIGS[args.config])
-    numbers["config_name"] = args.config
-    plot(numbers, curves, args.out / f"{NAME}.png")
-    write_json(args.out / f"{NAME}.json", numbers)
+    numbers = run_example(__doc__, NAME, CONFIGS, run, plot, argv)
     for key in ("smnn", "dense"):
         r = numbers[key]
         print(f"{key:6s} {r['seconds_per_step']:.3f} s/step  peak {r['peak_memory_mib']:.0f} MiB")

@@ -18,7 +18,6 @@ each in its own process to measure its peak memory: loss curves on one plot, tim
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,10 +35,9 @@ from ._output import (
     new_figure,
     peak_memory_mib,
     pick_device,
+    run_example,
     run_isolated,
     save_figure,
-    torch_threads,
-    write_json,
 )
 
 NAME = "lorenz"
@@ -311,15 +309,7 @@ def plot(numbers: dict, curves: dict, path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="small")
-    parser.add_argument("--out", type=Path, default=Path("runs/examples"))
-    args = parser.parse_args(argv)
-    with torch_threads(1):
-        numbers, curves = run(CONFIGS[args.config])
-    numbers["config_name"] = args.config
-    plot(numbers, curves, args.out / f"{NAME}.png")
-    write_json(args.out / f"{NAME}.json", numbers)
+    numbers = run_example(__doc__, NAME, CONFIGS, run, plot, argv)
     print("\n".join(numbers["discovered_equations"]))
     print("recovery", numbers["recovery"])
     print("compare", numbers["compare"])

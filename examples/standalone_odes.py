@@ -11,7 +11,6 @@ reference solve of the same least-squares problem (the original MNN's solver), o
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import smnn
 from smnn.reference import ode_forward_dense
 
 from ._odes import PROBLEMS, LinearODE
-from ._output import new_figure, pick_device, save_figure, torch_threads, write_json
+from ._output import new_figure, pick_device, run_example, save_figure
 
 NAME = "standalone_odes"
 VARIANTS = {"default": False, "central": True}
@@ -115,15 +114,9 @@ def plot(t: np.ndarray, curves: dict, path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="small")
-    parser.add_argument("--out", type=Path, default=Path("runs/examples"))
-    args = parser.parse_args(argv)
-    with torch_threads(1):
-        numbers, (t, curves) = run(CONFIGS[args.config])
-    numbers["config_name"] = args.config
-    plot(t, curves, args.out / f"{NAME}.png")
-    write_json(args.out / f"{NAME}.json", numbers)
+    numbers = run_example(
+        __doc__, NAME, CONFIGS, run, lambda numbers, extra, path: plot(*extra, path), argv
+    )
     for row in numbers["rows"]:
         print(f"{row['problem']:20s} {row['variant']:8s} max|err| {row['max_abs_error']:.2e} "
               f"rel {row['max_rel_error']:.2e}  vs dense {row['rel_diff_vs_dense']:.1e}")

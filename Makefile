@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@echo "compiling the solver kernels (numba, ~40 s once; cached in smnn/__pycache__)"
+	$(PY) -c "from smnn._compiled import warm_up; warm_up()"
 	touch $(STAMP)
 
 demo: install

@@ -4,7 +4,7 @@
 
 Needs a CUDA device: without one it says so and exits with status 2 (nothing is measured).
 For the cases of `benchmarks/solver.py` (B=1, D=1, K=3 at T = 100 ... 100,000, and the
-Mechanistic Identifier's shape B=12,960, T=208, S=10, J=2), each registered method and the
+Mechanistic Identifier's shape B=12,960, T=208, S=10, J=2), each torch method and the
 dense solve (where its matrix fits) runs one warm-up and up to `repeats` forward+backward
 passes in float64 (synchronised, median wall time) with the peak CUDA memory above the
 inputs; a method whose warm-up pass takes over 20 s (the sequential one at T=100,000, whose
@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from solver import CASES  # noqa: E402  (same directory; one table of shapes)
 
+CUDA_METHODS = ("sequential", "parallel")  # "compiled" is the CPU kernel
 DENSE_MAX_T = 2_000  # (3T)² float64 and its Cholesky: 290 MB at T = 2,000
 SWEEP_BATCHES = (1, 16, 256, 2_048, 12_960)
 WARMUP_ALONE_S = 20.0  # a method slower than this per pass is timed by its warm-up only
@@ -82,14 +83,13 @@ def time_method(method: str, batch: int, t_len: int, s_len: int, repeats: int, d
 
 
 def table(repeats: int, device) -> None:
-    import smnn
 
-    methods = [*smnn.METHODS, "dense"]
+    methods = [*CUDA_METHODS, "dense"]
     print(f"\nforward+backward on {torch.cuda.get_device_name(device)}, float64:")
     print("median seconds (peak MB above the inputs); dense/method = speed-up over dense")
-    header = " | ".join(methods) + " | " + " | ".join(f"dense/{m}" for m in smnn.METHODS)
+    header = " | ".join(methods) + " | " + " | ".join(f"dense/{m}" for m in CUDA_METHODS)
     print(f"| case | {header} |")
-    print("|---" * (1 + len(methods) + len(smnn.METHODS)) + "|")
+    print("|---" * (1 + len(methods) + len(CUDA_METHODS)) + "|")
     for case, (batch, t_len, s_len) in CASES.items():
         results = {}
         for m in methods:
@@ -101,7 +101,7 @@ def table(repeats: int, device) -> None:
             for m in methods
         ]
         dense = results.get("dense")
-        for m in smnn.METHODS:
+        for m in CUDA_METHODS:
             r = results.get(m)
             ok = r is not None and dense is not None
             cells.append(f"{dense[0] / r[0]:.1f}x" if ok else "—")
@@ -110,12 +110,11 @@ def table(repeats: int, device) -> None:
 
 def crossover(repeats: int, device) -> None:
     """Which method is faster as the batch grows at T=208 (what `auto` decides on)."""
-    import smnn
     from smnn._solve import choose_method
 
     print("\nbatch sweep at T=208 (D=1, K=3): median seconds, faster method, auto's choice")
     for batch in SWEEP_BATCHES:
-        got = {m: time_method(m, batch, 208, 10, repeats, device) for m in smnn.METHODS}
+        got = {m: time_method(m, batch, 208, 10, repeats, device) for m in CUDA_METHODS}
         timed = {m: r[0] for m, r in got.items() if r is not None}
         best = min(timed, key=timed.get) if timed else "—"
         auto = choose_method("auto", batch, 208, 3, device)

@@ -1,8 +1,8 @@
 """Speed and memory of the S-MNN solver: every registered method against the dense solve.
 
     python benchmarks/solver.py [--repeats 5] [--cases T100,T1000,T10000,T100000,sst]
-                                [--methods sequential,parallel,dense] [--threads N]
-                                [--sweep B64,B512,B2048,B12960]
+                                [--methods compiled,sequential,parallel,dense] [--threads N]
+                                [--sweep B64,B512,B2048,B1_T10000,...]
 
 For each case (B=1, D=1, K=3, E=1, S=1, J=2 at T = 100 ... 100,000, and the Mechanistic
 Identifier's shape B=12,960, T=208, S=10, J=2) and each column (the methods in
@@ -14,9 +14,11 @@ process CPU time, steadier on a shared machine) and its peak resident memory (ru
 which sees torch's allocations, unlike tracemalloc) above the memory held before the first
 solve. Prints a table, each method's time relative to the dense solve, and
 the growth of time and memory with T (linear means ×10 per ×10 in T). Then the crossover:
-which method `method="auto"` picks for each case, and a batch sweep at T=208 (cases
-`--sweep`, "" to skip) timing every method to show where the faster one changes, which is
-what `smnn._solve.AUTO_SEQUENTIAL_MIN_BATCH_CPU` encodes.
+which method `method="auto"` picks for each case, and a sweep (cases `--sweep`, "" to skip:
+batches at T=208, and B = 1 and 8 at T = 10,000 and 30,000) timing every method to show
+where the faster one changes, which is what `smnn._solve.AUTO_PARALLEL_MIN_STEPS_CPU`
+encodes. Peak memory includes loading numba for the compiled method (~200 MB, once per
+process).
 """
 
 from __future__ import annotations
@@ -38,8 +40,11 @@ CASES = {
     "T100000": (1, 100_000, 1),
     "sst": (12_960, 208, 10),
 }
-# Batch sweep at the SST length for the auto crossover: name: (B, T, S).
-SWEEP = {f"B{b}": (b, 208, 10) for b in (64, 512, 2_048, 12_960)}
+# Sweep for the auto crossover, name: (B, T, S): batches at the SST length, and few long
+# sequences, where the CPU choice changes.
+SWEEP = {f"B{b}": (b, 208, 10) for b in (64, 512, 2_048)} | {
+    f"B{b}_T{t}": (b, t, 1) for b in (1, 8) for t in (10_000, 30_000)
+}
 DENSE_MAX_T = 1_000  # the dense normal matrix is (3T)² float64: 72 MB at T = 1,000
 
 CHILD = """
@@ -175,10 +180,13 @@ def crossover(cases, sweep: str, methods, repeats: int, threads: int) -> None:
     """Print auto's choice per case and time every method over the batch sweep."""
     import torch
 
-    from smnn._solve import AUTO_SEQUENTIAL_MIN_BATCH_CPU, choose_method
+    from smnn._solve import AUTO_PARALLEL_MIN_STEPS_CPU, choose_method
 
     cpu = torch.device("cpu")
-    print(f"\nauto crossover (CPU): sequential from B = {AUTO_SEQUENTIAL_MIN_BATCH_CPU:,}")
+    print(
+        f"\nauto crossover (CPU): compiled below T = {AUTO_PARALLEL_MIN_STEPS_CPU:,}, "
+        "parallel from there"
+    )
     for case in cases:
         batch, t_len, _ = CASES[case]
         print(f"  {case}: auto -> {choose_method('auto', batch, t_len, 3, cpu)}")
@@ -186,13 +194,14 @@ def crossover(cases, sweep: str, methods, repeats: int, threads: int) -> None:
     sweep_cases = [c for c in sweep.split(",") if c]
     if not sweep_cases or len(solvers) < 2:
         return
-    print("\nbatch sweep at T=208: medians per method, the faster one (CPU time), auto's choice")
+    print("\nsweep: medians per method, the faster one (CPU time), auto's choice")
     for case in sweep_cases:
+        batch, t_len, _ = SWEEP[case]
         got = {m: run_case(case, m, max(1, repeats // 2), threads) for m in solvers}
         # Decided on process CPU time: wall time on a shared machine mostly measures others.
         timed = {m: r["cpu_s"] for m, r in got.items() if r is not None}
         best = min(timed, key=timed.get) if timed else "—"
-        auto = choose_method("auto", SWEEP[case][0], 208, 3, cpu)
+        auto = choose_method("auto", batch, t_len, 3, cpu)
         cells = ", ".join(
             f"{m} {got[m]['median_s']:.3f} s wall / {t:.3f} s cpu" for m, t in timed.items()
         )

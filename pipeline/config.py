@@ -52,7 +52,7 @@ class ModelConfig(_Frozen):
         10.0, gt=0.0, description="weight of the initial-condition rows against the ODE rows"
     )
     central: bool = Field(False, description="S-MNN central-difference smoothness variant")
-    solver_method: Literal["auto", "sequential", "parallel"] = "auto"
+    solver_method: Literal["auto", "compiled", "sequential", "parallel"] = "auto"
     dtype: Literal["float32", "float64"] = "float32"
     covariates: bool = Field(
         True, description="feed the issue month and the location to the encoder"

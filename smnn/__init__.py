@@ -1,4 +1,7 @@
-"""S-MNN: the Scalable Mechanistic Neural Network solver in pure PyTorch.
+"""S-MNN: the Scalable Mechanistic Neural Network solver in PyTorch.
+
+It needs torch (and numpy) only; with numba installed, CPU solves run on compiled kernels
+(method "compiled", the default on CPU), loaded on first use.
 
 `ode_forward` solves the linear-ODE least-squares problem of DESIGN.md §2 in time and memory
 linear in the number of steps; `ODELayer` wraps it as a module; `smnn.reference` holds the

@@ -36,7 +36,8 @@ def ode_forward(
             (S may be 0; J <= K).
         steps: (..., T-1 or 1) step sizes h_t > 0.
         central: add the central-difference rows (the S-MNN "central" variant).
-        method: "auto", or a registered method name ("sequential", "parallel").
+        method: "auto" (the measured fastest for the shape and device), or a method name:
+            "compiled" (CPU), "sequential" or "parallel" (any device); see `smnn.METHODS`.
         solve_dtype: dtype to assemble and solve in. Default (None): float64, also for
             float32 inputs, because the normal equations square the condition number and
             float32 loses all digits for small steps at high order (cond(M) ~ h^(2-2K));

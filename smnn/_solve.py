@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import torch
 
-from smnn import _parallel, _sequential
+from smnn import _compiled, _parallel, _sequential
 from smnn._adjoint import input_gradients
 from smnn._assemble import normal_equations
 from smnn._validate import Problem
 
-# Solver methods: modules with `factor(diag, bands) -> obj`, `obj.solve(rhs) -> x`.
-METHODS = {"sequential": _sequential, "parallel": _parallel}
+# Methods that assemble M in torch and factor it: modules with `factor(diag, bands) -> obj`,
+# `obj.solve(rhs) -> x`; they run on any device and share the autograd node below.
+ASSEMBLED = {"sequential": _sequential, "parallel": _parallel}
+# Every method: name -> solve(problem, central) -> u, differentiable.
+METHODS = {
+    "sequential": lambda p, central: _assembled_solve(p, central, "sequential"),
+    "parallel": lambda p, central: _assembled_solve(p, central, "parallel"),
+    "compiled": _compiled.solve,  # CPU only
+}
 
 
 def choose_method(method: str, n: int, t_len: int, b: int, device: torch.device) -> str:
@@ -32,20 +39,27 @@ def choose_method(method: str, n: int, t_len: int, b: int, device: torch.device)
 
 
 # Crossover of "auto", measured (benchmarks/README.md, "auto crossover"): forward+backward,
-# float64, D=1, K=3, T=208, 1 thread, process-CPU medians (`benchmarks/solver.py --sweep`):
-#   B=512: sequential 0.186 s, parallel 0.108 s;  B=2,048: 0.370 / 0.322;
-#   B=12,960: 1.909 / 3.218; at B=1 the parallel method wins 8x (T=100) to >100x (T=10,000).
-# The ratio crosses 1 near B = 3,000-4,000. The sequential method pays a fixed cost per step
-# (depth T), the parallel one moves ~2x more memory over log T levels, so sequential wins
-# only once the batch makes both memory-bound. On CUDA the T rounds of launches always lose.
+# float64, D=1, K=3, 1 thread, medians (`benchmarks/solver.py`). On CPU the compiled kernel
+# wins wherever a step's work spans several systems or T is moderate: 3-5x over "parallel"
+# at T=208 for B = 64 ... 12,960, 2-5x at B=1 for T <= 1,000, a tie at B=1, T=10,000. For
+# long sequences with few systems it runs few SIMD lanes over a factor that no longer fits
+# in cache, and cyclic reduction wins: B=1 T=30,000 0.058 s vs 0.036 s, T=100,000 0.134 s vs
+# 0.096 s, B=8 T=30,000 0.22 s vs 0.19 s. On CUDA only the torch methods run, and the T
+# rounds of launches of "sequential" always lose to the log T levels of "parallel".
+AUTO_PARALLEL_MIN_STEPS_CPU = 20_000
+# Without numba (smnn needs only torch), CPU batches from this size go to "sequential": it
+# wins once the batch makes both torch methods memory-bound (B=12,960: 1.9 s vs 3.2 s;
+# B=2,048: 0.37 s vs 0.32 s; 1 thread, T=208).
 AUTO_SEQUENTIAL_MIN_BATCH_CPU = 4096
 
 
 def _auto_method(n: int, t_len: int, b: int, device: torch.device) -> str:
-    """ "sequential" for big batches on CPU, otherwise "parallel" (the measured crossover)."""
-    if device.type == "cpu" and n >= AUTO_SEQUENTIAL_MIN_BATCH_CPU:
-        return "sequential"
-    return "parallel"
+    """The measured fastest method for an (N, T, b) problem on `device`."""
+    if device.type != "cpu":
+        return "parallel"
+    if not _compiled.available():
+        return "sequential" if n >= AUTO_SEQUENTIAL_MIN_BATCH_CPU else "parallel"
+    return "compiled" if t_len < AUTO_PARALLEL_MIN_STEPS_CPU else "parallel"
 
 
 def _problem(like: Problem, c, r, v, h) -> Problem:
@@ -69,7 +83,7 @@ class _SMNNSolve(torch.autograd.Function):
         p = _problem(like, coefficients, rhs, init_vars, steps)
         n, t_len, _, d_len, k_len = coefficients.shape
         diag, bands, beta = normal_equations(p, central)
-        fac = METHODS[method].factor(diag, bands)
+        fac = ASSEMBLED[method].factor(diag, bands)
         x = fac.solve(beta).reshape(n, t_len, d_len, k_len)
         ctx.fac, ctx.like, ctx.central = fac, like, central
         ctx.save_for_backward(coefficients, rhs, init_vars, steps, x)
@@ -88,8 +102,12 @@ class _SMNNSolve(torch.autograd.Function):
         return (*out, None, None, None)
 
 
+def _assembled_solve(p: Problem, central: bool, method: str) -> torch.Tensor:
+    return _SMNNSolve.apply(p.coefficients, p.rhs, p.init_vars, p.steps, p, bool(central), method)
+
+
 def solve(p: Problem, central: bool, method: str) -> torch.Tensor:
     """Solve a canonical problem: returns u (N, T, D, K), differentiable in p's tensors."""
     n, t_len, _, d_len, k_len = p.coefficients.shape
     name = choose_method(method, n, t_len, d_len * k_len, p.coefficients.device)
-    return _SMNNSolve.apply(p.coefficients, p.rhs, p.init_vars, p.steps, p, bool(central), name)
+    return METHODS[name](p, central)

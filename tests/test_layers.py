@@ -15,6 +15,9 @@ ALLOWED = {
     "smnn": {"torch", "numpy", "smnn"},
     "pipeline": None,  # anything but prefect and flows
 }
+# The one optional import in smnn: numba for the compiled CPU kernels, loaded on first use;
+# without it smnn runs on torch alone (test_smnn_runs_on_torch_alone_without_numba).
+OPTIONAL = {"smnn/_kernels.py": {"numba"}}
 FORBIDDEN = {
     "smnn": {"pipeline", "flows", "prefect"},
     "pipeline": {"flows", "prefect", "prefect_dask"},
@@ -41,6 +44,7 @@ def test_layer_imports_only_what_it_may(layer):
     offenders = []
     for path in layer_files(layer):
         names = imported_top_levels(path) - STDLIB
+        names -= OPTIONAL.get(path.relative_to(ROOT).as_posix(), set())
         bad = names & FORBIDDEN[layer]
         if ALLOWED[layer] is not None:
             bad |= names - ALLOWED[layer]
@@ -66,6 +70,28 @@ def test_importing_pipeline_never_loads_prefect():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == ""
+
+
+def test_smnn_runs_on_torch_alone_without_numba():
+    # numba blocked: importing smnn and a CPU solve with gradients never touch it; "auto"
+    # falls back to the torch methods and "compiled" says what is missing.
+    code = (
+        "import sys\n"
+        "sys.modules['numba'] = None\n"
+        "import torch, smnn\n"
+        "c = torch.ones(2, 5, 1, 1, 3, dtype=torch.float64, requires_grad=True)\n"
+        "args = (c, torch.ones(2, 5, 1), torch.ones(2, 1, 1, 2), torch.full((2, 4), 0.1))\n"
+        "smnn.ode_forward(*args).sum().backward()\n"
+        "assert torch.isfinite(c.grad).all()\n"
+        "try:\n"
+        "    smnn.ode_forward(*args, method='compiled')\n"
+        "except ValueError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert "method: 'compiled' needs the numba package" in out.stdout
 
 
 def test_the_rule_checker_sees_a_forbidden_import(tmp_path):

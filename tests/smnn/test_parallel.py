@@ -322,16 +322,27 @@ def test_parallel_method_on_cuda_matches_cpu(central):
 
 
 @pytest.mark.parametrize(
-    ("n_batch", "device", "expected"),
+    ("n_batch", "t_len", "device", "expected"),
     [
-        (1, "cpu", "parallel"),
-        (2_048, "cpu", "parallel"),
-        (12_960, "cpu", "sequential"),
-        (12_960, "cuda", "parallel"),
+        (1, 208, "cpu", "compiled"),
+        (12_960, 208, "cpu", "compiled"),
+        (1, 100_000, "cpu", "parallel"),
+        (12_960, 208, "cuda", "parallel"),
+        (1, 100_000, "cuda", "parallel"),
     ],
 )
-def test_auto_picks_the_method_measured_faster_for_the_shape_and_device(n_batch, device, expected):
-    assert choose_method("auto", n_batch, 208, 3, torch.device(device)) == expected
+def test_auto_picks_the_method_measured_faster_for_the_shape_and_device(
+    n_batch, t_len, device, expected
+):
+    assert choose_method("auto", n_batch, t_len, 3, torch.device(device)) == expected
+
+
+@pytest.mark.parametrize(("n_batch", "expected"), [(1, "parallel"), (12_960, "sequential")])
+def test_auto_without_numba_picks_between_the_torch_methods(n_batch, expected, monkeypatch):
+    from smnn import _compiled
+
+    monkeypatch.setattr(_compiled, "available", lambda: False)
+    assert choose_method("auto", n_batch, 208, 3, torch.device("cpu")) == expected
 
 
 def test_explicit_method_is_kept_and_unknown_names_are_rejected():

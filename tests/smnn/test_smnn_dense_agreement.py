@@ -10,11 +10,14 @@ from smnn.reference import dense_system, ode_forward_dense
 
 from .conftest import make_problem, relative_error
 
+# The step-by-step methods; the parallel one has its own tests (tests/smnn/test_parallel.py).
+METHODS = ["sequential", "compiled"]
+
 
 def assert_fast_matches_dense(
     inputs, central, value_tol=1e-10, grad_tol=1e-8, seed=1, method="sequential"
 ):
-    """The sequential method (the parallel one has its own tests) against the dense solve."""
+    """A fast method against the dense solve: values and the gradients of all four inputs."""
     fast_in = [x.clone().requires_grad_() for x in inputs]
     dense_in = [x.clone().requires_grad_() for x in inputs]
     fast = ode_forward(*fast_in, central=central, method=method)
@@ -49,9 +52,10 @@ GRID = [
 ]
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("central", [False, True], ids=["default", "central"])
 @pytest.mark.parametrize(("d", "k", "e", "s", "j", "t"), GRID)
-def test_fast_solver_matches_dense_solve_over_shapes(d, k, e, s, j, t, central):
+def test_fast_solver_matches_dense_solve_over_shapes(d, k, e, s, j, t, central, method):
     if central and t < 3:
         pytest.skip("central rows need T >= 3 to matter")
     # High orders make M ill-conditioned (entries scale as h^(2K-2)): use larger steps there.
@@ -66,7 +70,7 @@ def test_fast_solver_matches_dense_solve_over_shapes(d, k, e, s, j, t, central):
         seed=d + 7 * k + t,
         step_range=step_range,
     )
-    assert_fast_matches_dense(inputs, central)
+    assert_fast_matches_dense(inputs, central, method=method)
 
 
 BROADCASTS = {
@@ -79,11 +83,12 @@ BROADCASTS = {
 }
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("central", [False, True], ids=["default", "central"])
 @pytest.mark.parametrize("pattern", sorted(BROADCASTS))
-def test_fast_solver_matches_dense_solve_under_broadcasting(pattern, central):
+def test_fast_solver_matches_dense_solve_under_broadcasting(pattern, central, method):
     inputs = make_problem(t_len=6, k_len=3, s_len=2, j_len=2, **BROADCASTS[pattern])
-    assert_fast_matches_dense(inputs, central)
+    assert_fast_matches_dense(inputs, central, method=method)
 
 
 def test_broadcast_shapes_give_the_broadcast_batch():
@@ -100,10 +105,11 @@ def test_broadcast_shapes_give_the_broadcast_batch():
     extra_t=st.integers(1, 5),
     n=st.integers(1, 3),
     central=st.booleans(),
+    method=st.sampled_from(METHODS),
     data=st.data(),
 )
 def test_fast_solver_matches_dense_solve_on_drawn_shapes(
-    d, k, extra_e, s, extra_t, n, central, data
+    d, k, extra_e, s, extra_t, n, central, method, data
 ):
     # Well-posed draws: at least D equations per step and more steps than orders.
     e, t = d + extra_e, k + extra_t
@@ -117,4 +123,4 @@ def test_fast_solver_matches_dense_solve_on_drawn_shapes(
     a, _, w = dense_system(*inputs, central=central)
     wa = a * w[:, None]
     assume(float(torch.linalg.cond(wa.mT @ wa).max()) < 1e6)
-    assert_fast_matches_dense(inputs, central)
+    assert_fast_matches_dense(inputs, central, method=method)

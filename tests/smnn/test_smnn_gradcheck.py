@@ -18,10 +18,15 @@ from .conftest import make_problem
     ],
     ids=["k3", "k3_central", "d2_e2_k2", "k4_central"],
 )
-def test_gradients_of_all_four_inputs_pass_gradcheck(central, shape):
+@pytest.mark.parametrize("method", ["sequential", "compiled"])
+def test_gradients_of_all_four_inputs_pass_gradcheck(central, shape, method):
     inputs = [x.requires_grad_() for x in make_problem(batch=(1,), seed=11, **shape)]
     assert torch.autograd.gradcheck(
-        lambda *xs: ode_forward(*xs, central=central), inputs, eps=1e-6, atol=1e-6, rtol=1e-5
+        lambda *xs: ode_forward(*xs, central=central, method=method),
+        inputs,
+        eps=1e-6,
+        atol=1e-6,
+        rtol=1e-5,
     )
 
 

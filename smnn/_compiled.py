@@ -1,0 +1,161 @@
+"""The "compiled" method: the sequential block Cholesky as compiled CPU kernels (numba).
+
+The torch methods spend most of their time moving (N, T, b, b) arrays through memory: each
+of the few hundred tiny per-step operations streams all N systems. Here chunks of 32
+systems are assembled, factorised and solved step by step with their working set in cache,
+one system per SIMD lane (`_kernels.py`), and the batch is split over threads (the kernels
+release the GIL; as many threads as `torch.get_num_threads()`). The backward pass computes
+λ = M⁻¹g and the input gradients in one kernel, from factors the forward pass kept when they
+are small, else from a fresh factorisation. CPU only. numba is imported on first use; the
+first call in a fresh install compiles the kernels (~20 s per dtype, then cached on disk).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from smnn._assemble import taylor_rows
+from smnn._validate import Problem
+
+# Fewer systems than this per thread are not worth a thread.
+MIN_SYSTEMS_PER_THREAD = 16
+# The forward pass keeps the factors for the backward pass when they take at most this many
+# bytes (B=1 up to T ~ 500,000 at b=3), and the backward pass recomputes them otherwise: at
+# the SST shape they would take 390 MB, and recomputing costs less than that much memory
+# traffic (and page faults) would.
+KEEP_FACTOR_BYTES = 64 << 20
+
+
+def _constants(p: Problem, central: bool, dtype: torch.dtype):
+    """w_sm²·(PaᵀPa, PbᵀPb, PbᵀPa) (3, K, K) and the Gram matrix PᵀP of [Pa Pb] (2K, 2K)."""
+    pa, pb = taylor_rows(p.k_len, central, dtype, torch.device("cpu"))
+    w_sm2 = p.weight_smooth**2
+    consts = torch.stack([pa.T @ pa, pb.T @ pb, pb.T @ pa]) * w_sm2
+    pab = torch.cat([pa, pb], dim=1)
+    return consts.numpy(), (pab.T @ pab).numpy()
+
+
+def _split(kernel, n: int, *args) -> None:
+    """Run kernel(*args, lo, hi) over [0, n) in contiguous chunks, one per thread."""
+    threads = max(1, min(torch.get_num_threads(), n // MIN_SYSTEMS_PER_THREAD))
+    if threads == 1:
+        kernel(*args, 0, n)
+        return
+    bounds = np.linspace(0, n, threads + 1).astype(np.int64)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        ranges = zip(bounds[:-1], bounds[1:], strict=True)
+        jobs = [pool.submit(kernel, *args, int(lo), int(hi)) for lo, hi in ranges]
+        for job in jobs:
+            job.result()
+
+
+def _flat(*tensors: torch.Tensor):
+    """numpy views (N, features) of detached, C-contiguous tensors."""
+    return tuple(t.detach().contiguous().reshape(t.shape[0], -1).numpy() for t in tensors)
+
+
+def _empty(*shapes, dtype) -> list[np.ndarray]:
+    """New arrays from numpy: it asks for huge pages for big ones, so first-touch page
+    faults cost a fraction of torch's (~4x less on this project's CI machines)."""
+    return [np.empty(shape, dtype=dtype) for shape in shapes]
+
+
+class _CompiledSolve(torch.autograd.Function):
+    """u = argmin ‖W(A(c, h) u − y(r, v))‖² for canonical CPU inputs; u: (N, T, D, K)."""
+
+    @staticmethod
+    def forward(ctx, coefficients, rhs, init_vars, steps, like: Problem, central: bool):
+        from smnn import _kernels
+
+        n, t_len, e_len, d_len, k_len = coefficients.shape
+        shape = (t_len, e_len, d_len, k_len, like.s_len, like.j_len)
+        consts, gram = _constants(like, central, coefficients.dtype)
+        weights = (like.weight_equation**2, like.weight_init**2, like.weight_smooth**2)
+        inputs = _flat(coefficients, rhs, init_vars, steps)
+        b, nb = d_len * k_len, 2 if central else 1
+        rows = t_len * b
+        factor_bytes = n * rows * ((nb + 1) * b + 1) * coefficients.itemsize
+        kept_rows = n if factor_bytes <= KEEP_FACTOR_BYTES else 0
+        x, *kept = _empty(
+            (n, rows), (kept_rows, rows * (nb + 1) * b), (kept_rows, rows), dtype=inputs[0].dtype
+        )
+        failed = np.zeros(n, dtype=np.bool_)
+        _split(
+            _kernels.forward, n, *inputs, consts, weights, shape, central, x, failed, tuple(kept)
+        )
+        if failed.any():
+            index = int(np.flatnonzero(failed)[0])
+            raise ValueError(
+                "the normal matrix: expected symmetric positive definite (enough equation and "
+                "initial-value rows to pin the solution, finite well-scaled inputs), received a "
+                f"singular or indefinite system at batch index {index} of the flattened batch"
+            )
+        u = torch.from_numpy(x).view(n, t_len, d_len, k_len)
+        ctx.args = (consts, gram, weights, shape, central, tuple(kept))
+        ctx.save_for_backward(coefficients, rhs, init_vars, steps, u)
+        return u
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_u):
+        from smnn import _kernels
+
+        *inputs, u = ctx.saved_tensors
+        consts, gram, weights, shape, central, kept = ctx.args
+        arrays = _flat(*inputs, u, grad_u.to(u.dtype))
+        grads = _empty(*(a.shape for a in arrays[:4]), dtype=arrays[0].dtype)
+        _split(
+            _kernels.backward, u.shape[0], *arrays, consts, gram, weights, shape, central, kept,
+            tuple(grads),
+        )
+        needs = ctx.needs_input_grad[:4]
+        out = [
+            torch.from_numpy(grad).view(t.shape) if need else None
+            for grad, t, need in zip(grads, inputs, needs, strict=True)
+        ]
+        return (*out, None, None)
+
+
+def available() -> bool:
+    """Whether numba can be imported (without importing it)."""
+    try:
+        return importlib.util.find_spec("numba") is not None
+    except ValueError:  # sys.modules["numba"] is None: deliberately blocked
+        return False
+
+
+def solve(p: Problem, central: bool) -> torch.Tensor:
+    """Solve a canonical CPU problem: u (N, T, D, K), differentiable in p's four tensors."""
+    if not available():
+        raise ValueError(
+            "method: 'compiled' needs the numba package, which is not installed "
+            "(pip install numba); received method='compiled', use 'auto', 'parallel' or "
+            "'sequential' without it"
+        )
+    device = p.coefficients.device
+    if device.type != "cpu":
+        raise ValueError(
+            f"method: 'compiled' runs on CPU tensors, received tensors on {device}; "
+            "use 'parallel' or 'auto' there"
+        )
+    return _CompiledSolve.apply(p.coefficients, p.rhs, p.init_vars, p.steps, p, bool(central))
+
+
+def warm_up(dtypes=(torch.float64, torch.float32)) -> None:
+    """Compile the kernels for each dtype, or load them from numba's disk cache: one tiny
+    forward+backward each. `make install` runs it, so no test or first solve waits."""
+    from smnn._ode import ode_forward
+
+    for dtype in dtypes:
+        inputs = [
+            torch.ones(1, 3, 1, 1, 2, dtype=dtype, requires_grad=True),
+            torch.ones(1, 3, 1, dtype=dtype),
+            torch.ones(1, 1, 1, 1, dtype=dtype),
+            torch.full((1, 2), 0.1, dtype=dtype),
+        ]
+        u = ode_forward(*inputs, method="compiled", solve_dtype=dtype)
+        u.sum().backward()

@@ -1,0 +1,417 @@
+"""Numba kernels of the "compiled" method: assembly fused into the block Cholesky factor.
+
+A chunk of W systems (W ≤ `CHUNK`) is processed at once: the normal matrix M (DESIGN.md
+§2) of each is built one block-row at a time and factorised as it is built (a Cholesky of
+the banded matrix restricted to its block profile, i.e. the block Cholesky of the
+sequential method), so M is never stored. Every scalar step of that algorithm is a loop over
+the chunk's systems, which sits last and contiguous in the work arrays, so it runs in SIMD
+lanes; the chunk's factor (~(nb+1)·b² numbers per step and system) stays in cache.
+The backward kernel reads the factor kept by the forward pass or, for big batches where
+keeping it would cost more memory than recomputing costs time, assembles and factorises
+again; it solves λ = M⁻¹g and writes the input gradients (`_adjoint.py` has the derivation)
+in the same pass.
+
+Indexing: unknown i = t·b + d·K + k (b = D·K). Row i of block-row t couples to columns from
+(t − nb)·b on (nb = 1 band, 2 with central rows); the factor stores L[i, col] for system w
+at low[i, col − (t − nb)·b, w]. Inputs come batch-first and C-contiguous: coefficients
+(N, T, E, b), rhs (N, T, E), init_vars (N, S, D, J), steps (N, T-1); x, g and λ (N, T·b).
+consts (3, K, K) = w_sm²·(PaᵀPa, PbᵀPb, PbᵀPa); gram (2K, 2K) = PᵀP of [Pa Pb];
+weights = (w_eq², w_iv², w_sm²); shape = (D, K, S, J).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_JIT = dict(cache=True, nogil=True)
+
+# Systems per chunk (SIMD lanes): 32-64 measured fastest at the SST shape (8: 2x slower).
+CHUNK = 32
+# At most this many bytes of factor per chunk, so long sequences run in fewer lanes.
+CHUNK_BYTES = 64 << 20
+
+
+@njit(**_JIT)
+def _ipow(x, e):
+    """x**e for a small integer e (may be negative), by repeated products."""
+    out = 1.0
+    for _ in range(abs(e)):
+        out *= x
+    return out if e >= 0 else 1.0 / out
+
+
+@njit(**_JIT)
+def _powers(ht, nw, t, k_len, hp):
+    """hp[o, w] = ht[t, w]^o, o < K."""
+    for w in range(nw):
+        hp[0, w] = 1.0
+        hp[1, w] = ht[t, w]
+    for o in range(2, k_len):
+        for w in range(nw):
+            hp[o, w] = hp[o - 1, w] * hp[1, w]
+
+
+@njit(**_JIT)
+def _assemble_row(nw, t, ct, ht, consts, weights, shape, central, a, hp):
+    """a[j, cc, w] = M[t·b + j, (t − nb)·b + cc] of lane w: the lower part of block-row t."""
+    d_len, k_len, s_len, j_len = shape[0], shape[1], shape[2], shape[3]
+    t_len, e_len, b = ct.shape[0], ct.shape[1], ct.shape[2]
+    dg = a.shape[1] - b  # column of the diagonal block; the band M[t, t-1] is at dg - b
+    bd = dg - b
+    for j in range(b):
+        for cc in range(a.shape[1]):
+            for w in range(nw):
+                a[j, cc, w] = 0.0
+    w_eq2 = weights[0]
+    for e in range(e_len):
+        for i in range(b):
+            for j in range(i + 1):
+                for w in range(nw):
+                    a[i, dg + j, w] += w_eq2 * ct[t, e, i, w] * ct[t, e, j, w]
+    if t < s_len:
+        for d in range(d_len):
+            for k in range(j_len):
+                for w in range(nw):
+                    a[d * k_len + k, dg + d * k_len + k, w] += weights[1]
+    if t < t_len - 1:  # interval t: forward-side Taylor rows
+        _powers(ht, nw, t, k_len, hp)
+        for d in range(d_len):
+            r0 = d * k_len
+            for o in range(k_len):
+                for q in range(o + 1):
+                    coef = consts[0, o, q]
+                    for w in range(nw):
+                        a[r0 + o, dg + r0 + q, w] += coef * hp[o, w] * hp[q, w]
+    if t >= 1:  # interval t-1: backward-side rows and the coupling to step t-1
+        _powers(ht, nw, t - 1, k_len, hp)
+        for d in range(d_len):
+            r0 = d * k_len
+            for o in range(k_len):
+                for q in range(k_len):
+                    c_diag, c_band = consts[1, o, q], consts[2, o, q]
+                    for w in range(nw):
+                        hh = hp[o, w] * hp[q, w]
+                        if q <= o:
+                            a[r0 + o, dg + r0 + q, w] += c_diag * hh
+                        a[r0 + o, bd + r0 + q, w] += c_band * hh
+    if central:  # rows H^{K-3}·u[s,lo] + H^{K-2}·u[s+1,hi] − H^{K-3}·u[s+2,lo], H = h_s + h_{s+1}
+        lo, hi, w_sm2 = k_len - 2, k_len - 1, weights[2]
+        for d in range(d_len):
+            rl, rh = d * k_len + lo, d * k_len + hi
+            for w in range(nw):
+                if t <= t_len - 3:  # row s = t
+                    p = _ipow(ht[t, w] + ht[t + 1, w], k_len - 3)
+                    a[rl, dg + rl, w] += w_sm2 * p * p
+                if 1 <= t <= t_len - 2:  # row s = t-1
+                    big = ht[t - 1, w] + ht[t, w]
+                    p, q = _ipow(big, k_len - 3), _ipow(big, k_len - 2)
+                    a[rh, dg + rh, w] += w_sm2 * q * q
+                    a[rh, bd + rl, w] += w_sm2 * p * q
+                if t >= 2:  # row s = t-2; M[t, t-2] is at column 0
+                    big = ht[t - 2, w] + ht[t - 1, w]
+                    p, q = _ipow(big, k_len - 3), _ipow(big, k_len - 2)
+                    a[rl, dg + rl, w] += w_sm2 * p * p
+                    a[rl, bd + rh, w] -= w_sm2 * p * q
+                    a[rl, rl, w] -= w_sm2 * p * p
+
+
+@njit(**_JIT)
+def _factor(nw, ct, ht, consts, weights, shape, central, low, inv, a, hp, s, pivots):
+    """Assemble and factorise the chunk's systems (lanes w < nw) into low/inv.
+
+    pivots[w] accumulates the reciprocal pivots: it ends non-finite exactly when a pivot was
+    zero, negative or NaN (M not positive definite), and NaNs stay in their own lane.
+    """
+    t_len, b = ct.shape[0], ct.shape[2]
+    nb = 2 if central else 1
+    pivots[:nw] = 0.0
+    for t in range(t_len):
+        _assemble_row(nw, t, ct, ht, consts, weights, shape, central, a, hp)
+        base = (t - nb) * b
+        start = max(0, base)
+        for j in range(b):
+            i = t * b + j
+            for tc in range(max(0, t - nb), t + 1):  # the block-row of column col
+                base_c = (tc - nb) * b
+                for col in range(tc * b, tc * b + (j + 1 if tc == t else b)):
+                    cc = col - base
+                    for w in range(nw):
+                        s[w] = a[j, cc, w]
+                    for k in range(start, col):
+                        ki, kc = k - base, k - base_c
+                        for w in range(nw):
+                            s[w] -= low[i, ki, w] * low[col, kc, w]
+                    if col < i:
+                        for w in range(nw):
+                            low[i, cc, w] = s[w] * inv[col, w]
+                    else:
+                        for w in range(nw):
+                            root = np.sqrt(s[w])  # NaN for a negative pivot
+                            low[i, cc, w] = root
+                            inv[i, w] = 1.0 / root
+                            pivots[w] += inv[i, w]
+
+
+@njit(**_JIT)
+def _substitute(low, inv, y, nw, b, nb, s):
+    """y ← M⁻¹y in place for the chunk, M = L Lᵀ as factorised by `_factor`; y (T·b, W)."""
+    rows = y.shape[0]
+    for i in range(rows):  # L z = y
+        base = (i - i % b) - nb * b
+        for w in range(nw):
+            s[w] = y[i, w]
+        for k in range(max(0, base), i):
+            ki = k - base
+            for w in range(nw):
+                s[w] -= low[i, ki, w] * y[k, w]
+        for w in range(nw):
+            y[i, w] = s[w] * inv[i, w]
+    for i in range(rows - 1, -1, -1):  # Lᵀ x = z, column by column
+        base = (i - i % b) - nb * b
+        for w in range(nw):
+            y[i, w] *= inv[i, w]
+        for k in range(max(0, base), i):
+            ki = k - base
+            for w in range(nw):
+                y[k, w] -= low[i, ki, w] * y[i, w]
+
+
+@njit(**_JIT)
+def _right_hand_side(nw, ct, rt, vt, weights, shape, y):
+    """y[:, w] = β = AᵀW²y_rows of lane w, (T·b, W)."""
+    d_len, k_len, s_len, j_len = shape[0], shape[1], shape[2], shape[3]
+    t_len, e_len, b = ct.shape[0], ct.shape[1], ct.shape[2]
+    for t in range(t_len):
+        for i in range(b):
+            for w in range(nw):
+                y[t * b + i, w] = 0.0
+            for e in range(e_len):
+                for w in range(nw):
+                    y[t * b + i, w] += weights[0] * ct[t, e, i, w] * rt[t, e, w]
+    for t in range(s_len):
+        for d in range(d_len):
+            for k in range(j_len):
+                for w in range(nw):
+                    y[t * b + d * k_len + k, w] += weights[1] * vt[t, d, k, w]
+
+
+@njit(**_JIT)
+def _gather(src, n0, nw, dst):
+    """dst[f, w] = src[n0 + w, f]: a chunk of batch-first rows to lane-last columns."""
+    for w in range(nw):
+        for f in range(src.shape[1]):
+            dst[f, w] = src[n0 + w, f]
+
+
+@njit(**_JIT)
+def _scatter(src, n0, nw, dst):
+    """dst[n0 + w, f] = src[f, w], the inverse of `_gather`."""
+    for w in range(nw):
+        for f in range(dst.shape[1]):
+            dst[n0 + w, f] = src[f, w]
+
+
+@njit(**_JIT)
+def _lanes(shape, lanes, dt):
+    """Lane-last chunk arrays like the inputs: (T, E, b, W), (T, E, W), (S, D, J, W), (T-1, W)."""
+    t_len, e_len, d_len, k_len, s_len, j_len = shape
+    return (
+        np.empty((t_len, e_len, d_len * k_len, lanes), dtype=dt),
+        np.empty((t_len, e_len, lanes), dtype=dt),
+        np.empty((s_len, d_len, j_len, lanes), dtype=dt),
+        np.empty((max(t_len - 1, 1), lanes), dtype=dt),
+    )
+
+
+@njit(**_JIT)
+def _lane_count(shape, nb, itemsize, n):
+    """Systems per chunk: CHUNK, fewer where a chunk's factor would pass CHUNK_BYTES."""
+    b = shape[2] * shape[3]
+    per_system = shape[0] * b * (nb + 1) * b * itemsize
+    return max(1, min(CHUNK, n, CHUNK_BYTES // per_system))
+
+
+@njit(**_JIT)
+def _flat(a):
+    """A lane-last array as (features, lanes), a view."""
+    return a.reshape((a.size // a.shape[-1], a.shape[-1]))
+
+
+@njit(**_JIT)
+def _factor_work(shape, nb, lanes, like):
+    """`_factor`'s work arrays for a chunk, dtype of `like`: low, inv, a, hp, s, pivots."""
+    t_len, b, k_len, dt = shape[0], shape[2] * shape[3], shape[3], like.dtype
+    return (
+        np.empty((t_len * b, (nb + 1) * b, lanes), dtype=dt),
+        np.empty((t_len * b, lanes), dtype=dt),
+        np.empty((b, (nb + 1) * b, lanes), dtype=dt),
+        np.empty((k_len, lanes), dtype=dt),
+        np.empty(lanes, dtype=dt),
+        np.empty(lanes, dtype=dt),
+    )
+
+
+@njit(**_JIT)
+def _load(c, r, v, h, n0, nw, ct, rt, vt, ht):
+    """Gather systems n0..n0+nw-1 of the flattened inputs into the lane-last chunk arrays."""
+    _gather(c, n0, nw, _flat(ct))
+    _gather(r, n0, nw, _flat(rt))
+    _gather(v, n0, nw, _flat(vt))
+    _gather(h, n0, nw, ht)
+
+
+@njit(**_JIT)
+def forward(c, r, v, h, consts, weights, shape, central, x, failed, kept, lo, hi):
+    """x[n] = M⁻¹β (flat T·b) for systems lo..hi-1; failed[n] = True where M is not SPD.
+
+    Inputs flattened per system: c (N, T·E·b), r (N, T·E), v (N, S·D·J), h (N, T-1);
+    shape = (T, E, D, K, S, J). kept: (low (N, T·b·(nb+1)·b), inv (N, T·b)) to keep each
+    system's factor for the backward pass, or arrays with no rows to keep nothing.
+    """
+    t_len, d_len, k_len = shape[0], shape[2], shape[3]
+    b, nb = d_len * k_len, 2 if central else 1
+    dt, lanes = c.dtype, _lane_count(shape, nb, c.itemsize, hi - lo)
+    ct, rt, vt, ht = _lanes(shape, lanes, dt)
+    low, inv, a, hp, s, pivots = _factor_work(shape, nb, lanes, c)
+    y = np.empty((t_len * b, lanes), dtype=dt)
+    sub = shape[2:]
+    for n0 in range(lo, hi, lanes):
+        nw = min(lanes, hi - n0)
+        _load(c, r, v, h, n0, nw, ct, rt, vt, ht)
+        _factor(nw, ct, ht, consts, weights, sub, central, low, inv, a, hp, s, pivots)
+        _right_hand_side(nw, ct, rt, vt, weights, sub, y)
+        _substitute(low, inv, y, nw, b, nb, s)
+        _scatter(y, n0, nw, x)
+        if kept[0].shape[0]:
+            _scatter(_flat(low), n0, nw, kept[0])
+            _scatter(inv, n0, nw, kept[1])
+        for w in range(nw):
+            failed[n0 + w] = not np.isfinite(pivots[w])
+
+
+@njit(**_JIT)
+def _gradients(nw, ct, rt, ht, xt, lt, gram, weights, shape, central, grads, z):
+    """Input gradients of the chunk's systems from x and λ, (T·b, W) each; see `_adjoint.py`.
+
+    grads: lane-last (T, E, b, W), (T, E, W), (S, D, J, W), (T-1, W), like the inputs.
+
+    z: scratch rows (10K + 3, W).
+    """
+    grad_c, grad_r, grad_v, grad_h = grads
+    d_len, k_len, s_len, j_len = shape[0], shape[1], shape[2], shape[3]
+    t_len, e_len, b = ct.shape[0], ct.shape[1], ct.shape[2]
+    w_eq2, w_iv2, w_sm2 = weights[0], weights[1], weights[2]
+    res_l, res_x = z[0], z[1]
+    for t in range(t_len):  # equation rows: −w²((c·λ) x + (c·x − r) λ)
+        for e in range(e_len):
+            for w in range(nw):
+                res_l[w] = 0.0
+                res_x[w] = -rt[t, e, w]
+            for i in range(b):
+                for w in range(nw):
+                    res_l[w] += ct[t, e, i, w] * lt[t * b + i, w]
+                    res_x[w] += ct[t, e, i, w] * xt[t * b + i, w]
+            for w in range(nw):
+                grad_r[t, e, w] = w_eq2 * res_l[w]
+            for i in range(b):
+                for w in range(nw):
+                    grad_c[t, e, i, w] = -w_eq2 * (
+                        res_l[w] * xt[t * b + i, w] + res_x[w] * lt[t * b + i, w]
+                    )
+    for t in range(s_len):  # initial-value rows
+        for d in range(d_len):
+            for k in range(j_len):
+                for w in range(nw):
+                    grad_v[t, d, k, w] = w_iv2 * lt[t * b + d * k_len + k, w]
+    kk = 2 * k_len
+    z_x, z_l, g_x, g_l = z[2 : 2 + kk], z[2 + kk : 2 + 2 * kk], z[2 + 2 * kk : 2 + 3 * kk], z[
+        2 + 3 * kk : 2 + 4 * kk
+    ]
+    g_hp, hp = z[2 + 4 * kk : 2 + 4 * kk + k_len], z[2 + 4 * kk + k_len : 2 + 4 * kk + 2 * k_len]
+    acc = z[2 + 4 * kk + 2 * k_len]
+    for t in range(t_len - 1):  # smoothness rows: −w² z_λᵀ G z_x, z = [h^o u_t, h^o u_{t+1}]
+        _powers(ht, nw, t, k_len, hp)
+        g_hp[:, :nw] = 0.0
+        for d in range(d_len):
+            i0, i1 = t * b + d * k_len, (t + 1) * b + d * k_len
+            for o in range(k_len):
+                for w in range(nw):
+                    z_x[o, w] = hp[o, w] * xt[i0 + o, w]
+                    z_x[k_len + o, w] = hp[o, w] * xt[i1 + o, w]
+                    z_l[o, w] = hp[o, w] * lt[i0 + o, w]
+                    z_l[k_len + o, w] = hp[o, w] * lt[i1 + o, w]
+            for p in range(kk):
+                g_x[p, :nw] = 0.0
+                g_l[p, :nw] = 0.0
+                for q in range(kk):
+                    gpq = gram[p, q]
+                    for w in range(nw):
+                        g_x[p, w] += gpq * z_x[q, w]
+                        g_l[p, w] += gpq * z_l[q, w]
+            for o in range(k_len):
+                for w in range(nw):
+                    g_hp[o, w] += (
+                        lt[i0 + o, w] * g_x[o, w]
+                        + lt[i1 + o, w] * g_x[k_len + o, w]
+                        + xt[i0 + o, w] * g_l[o, w]
+                        + xt[i1 + o, w] * g_l[k_len + o, w]
+                    )
+        acc[:nw] = 0.0
+        for o in range(1, k_len):  # d(h^o)/dh = o·h^(o-1)
+            for w in range(nw):
+                acc[w] += o * hp[o - 1, w] * g_hp[o, w]
+        for w in range(nw):
+            grad_h[t, w] = -w_sm2 * acc[w]
+    if central:  # −w² (p a_λ + q b_λ)(p a_x + q b_x), p = H^{K-3}, q = H^{K-2}
+        lo, hi = k_len - 2, k_len - 1
+        for s in range(t_len - 2):
+            for w in range(nw):
+                big = ht[s, w] + ht[s + 1, w]
+                p, q = _ipow(big, k_len - 3), _ipow(big, k_len - 2)
+                g_p, g_q = 0.0, 0.0
+                for d in range(d_len):
+                    i0, i1, i2 = s * b + d * k_len, (s + 1) * b + d * k_len, (s + 2) * b + d * k_len
+                    a_x, a_l = xt[i0 + lo, w] - xt[i2 + lo, w], lt[i0 + lo, w] - lt[i2 + lo, w]
+                    b_x, b_l = xt[i1 + hi, w], lt[i1 + hi, w]
+                    row_x, row_l = p * a_x + q * b_x, p * a_l + q * b_l
+                    g_p += a_l * row_x + a_x * row_l
+                    g_q += b_l * row_x + b_x * row_l
+                g_big = -w_sm2 * (g_p * (k_len - 3) * _ipow(big, k_len - 4) + g_q * (k_len - 2) * p)
+                grad_h[s, w] += g_big
+                grad_h[s + 1, w] += g_big
+
+
+@njit(**_JIT)
+def backward(c, r, v, h, x, g, consts, gram, weights, shape, central, kept, grads, lo, hi):
+    """λ = M⁻¹g and the input gradients for systems lo..hi-1; arguments as `forward`.
+
+    The factor is read from `kept` when forward kept it, else computed again.
+    grads: (N, T·E·b), (N, T·E), (N, S·D·J), (N, T-1), written.
+    """
+    t_len, d_len, k_len = shape[0], shape[2], shape[3]
+    b, nb = d_len * k_len, 2 if central else 1
+    dt, lanes = c.dtype, _lane_count(shape, nb, c.itemsize, hi - lo)
+    ct, rt, vt, ht = _lanes(shape, lanes, dt)
+    gc, gr, gv, gh = _lanes(shape, lanes, dt)
+    low, inv, a, hp, s, pivots = _factor_work(shape, nb, lanes, c)
+    xt = np.empty((t_len * b, lanes), dtype=dt)
+    lt = np.empty((t_len * b, lanes), dtype=dt)
+    z = np.empty((10 * k_len + 3, lanes), dtype=dt)
+    sub = shape[2:]
+    for n0 in range(lo, hi, lanes):
+        nw = min(lanes, hi - n0)
+        _load(c, r, v, h, n0, nw, ct, rt, vt, ht)
+        _gather(x, n0, nw, xt)
+        _gather(g, n0, nw, lt)
+        if kept[0].shape[0]:
+            _gather(kept[0], n0, nw, _flat(low))
+            _gather(kept[1], n0, nw, inv)
+        else:
+            _factor(nw, ct, ht, consts, weights, sub, central, low, inv, a, hp, s, pivots)
+        _substitute(low, inv, lt, nw, b, nb, s)
+        _gradients(nw, ct, rt, ht, xt, lt, gram, weights, sub, central, (gc, gr, gv, gh), z)
+        _scatter(_flat(gc), n0, nw, grads[0])
+        _scatter(_flat(gr), n0, nw, grads[1])
+        _scatter(_flat(gv), n0, nw, grads[2])
+        _scatter(gh, n0, nw, grads[3])

@@ -1,0 +1,129 @@
+"""The compiled CPU method: chunks of systems in SIMD lanes, threads, kept or recomputed factors.
+
+Its agreement with the dense solve over the shape grid, broadcasting, drawn shapes and
+gradcheck is tested with the other methods (test_smnn_dense_agreement.py,
+test_smnn_gradcheck.py); here are the parts of its own machinery that those small problems
+do not reach.
+"""
+
+import pytest
+import torch
+
+from smnn import _compiled, _kernels, ode_forward
+from smnn.reference import ode_forward_dense
+
+from .conftest import make_problem, relative_error
+from .test_parallel import normal_residual
+
+INPUT_NAMES = ("coefficients", "rhs", "init_vars", "steps")
+
+
+def solve_with_gradients(inputs, central, method="compiled", seed=3):
+    """u and the four input gradients for loss = Σ u·cotangent; method "dense": the reference."""
+    leaves = [x.clone().requires_grad_() for x in inputs]
+    if method == "dense":
+        u = ode_forward_dense(*leaves, central=central)
+    else:
+        u = ode_forward(*leaves, central=central, method=method)
+    g = torch.randn(u.shape, generator=torch.Generator().manual_seed(seed), dtype=u.dtype)
+    (u * g).sum().backward()
+    return u.detach(), [x.grad for x in leaves]
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("central", [False, True], ids=["default", "central"])
+def test_partial_chunks_and_thread_ranges_match_the_dense_solve(central, two_threads):
+    # 77 systems over 2 threads: ranges of 38 and 39, each a full chunk of 32 and a part.
+    assert _kernels.CHUNK == 32
+    inputs = make_problem(batch=(77,), t_len=6, k_len=3, s_len=2, j_len=2, seed=21)
+    u, grads = solve_with_gradients(inputs, central)
+    dense_u, dense_grads = solve_with_gradients(inputs, central, method="dense")
+    assert relative_error(u, dense_u) < 1e-10
+    for name, got, want in zip(INPUT_NAMES, grads, dense_grads, strict=True):
+        assert relative_error(got, want) < 1e-8, name
+
+
+def test_results_do_not_depend_on_the_thread_count(two_threads):
+    inputs = make_problem(batch=(77,), t_len=9, k_len=3, s_len=2, j_len=2, seed=22)
+    u2, grads2 = solve_with_gradients(inputs, central=False)
+    torch.set_num_threads(1)
+    u1, grads1 = solve_with_gradients(inputs, central=False)
+    # Every system is computed alone in its lane with the same operations: bit for bit.
+    assert torch.equal(u1, u2)
+    for got, want in zip(grads1, grads2, strict=True):
+        assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("central", [False, True], ids=["default", "central"])
+def test_kept_and_recomputed_factors_give_the_same_gradients(central, monkeypatch):
+    inputs = make_problem(batch=(5,), t_len=40, k_len=3, s_len=2, j_len=2, seed=23)
+    u_kept, grads_kept = solve_with_gradients(inputs, central)
+    monkeypatch.setattr(_compiled, "KEEP_FACTOR_BYTES", 0)
+    u_again, grads_again = solve_with_gradients(inputs, central)
+    assert torch.equal(u_kept, u_again)
+    for got, want in zip(grads_again, grads_kept, strict=True):
+        assert torch.equal(got, want)
+
+
+def test_long_sequences_run_in_fewer_lanes_within_the_memory_bound():
+    # (T, E, D, K, S, J), one band, float64: T·b·(nb+1)·b·8 bytes of factor per system.
+    assert _kernels._lane_count((208, 1, 1, 3, 10, 2), 1, 8, 12_960) == _kernels.CHUNK
+    assert _kernels._lane_count((208, 1, 1, 3, 10, 2), 1, 8, 5) == 5
+    per_system = 100_000 * 3 * 6 * 8
+    lanes = _kernels._lane_count((100_000, 1, 1, 3, 1, 2), 1, 8, 64)
+    assert lanes == _kernels.CHUNK_BYTES // per_system
+    assert _kernels._lane_count((10**7, 1, 1, 3, 1, 2), 1, 8, 64) == 1
+
+
+@pytest.mark.parametrize("central", [False, True], ids=["default", "central"])
+def test_a_long_sequence_matches_the_parallel_method_and_is_backward_stable(central):
+    inputs = make_problem(batch=(2,), t_len=3_000, k_len=4, s_len=3, j_len=2, seed=24)
+    u, grads = solve_with_gradients(inputs, central)
+    u_par, grads_par = solve_with_gradients(inputs, central, method="parallel")
+    assert normal_residual(inputs, central, u) < 1e-15
+    assert relative_error(u, u_par) < 1e-10
+    for name, got, want in zip(INPUT_NAMES, grads, grads_par, strict=True):
+        assert relative_error(got, want) < 1e-8, name
+
+
+def test_float32_solve_is_close_to_float64_when_well_conditioned():
+    inputs = make_problem(t_len=200, k_len=3, s_len=2, j_len=2, seed=9, step_range=(0.1, 1.0))
+    u64 = ode_forward(*inputs, method="compiled")
+    u32 = ode_forward(
+        *(x.float() for x in inputs), method="compiled", solve_dtype=torch.float32
+    )
+    assert u32.dtype == torch.float32
+    assert relative_error(u32.double(), u64) < 1e-3
+
+
+def test_a_singular_system_in_a_later_thread_range_names_its_index(two_threads):
+    coefficients, rhs, _, steps = make_problem(batch=(77,), t_len=5, s_len=0)
+    coefficients[70] = 0.0
+    init_vars = torch.zeros(77, 0, 1, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="batch index 70 of the flattened batch"):
+        ode_forward(coefficients, rhs, init_vars, steps, method="compiled")
+
+
+def test_requested_gradients_only():
+    coefficients, rhs, init_vars, steps = make_problem(t_len=6, seed=25)
+    rhs.requires_grad_()
+    ode_forward(coefficients, rhs, init_vars, steps, method="compiled").sum().backward()
+    dense_rhs = rhs.detach().clone().requires_grad_()
+    ode_forward_dense(coefficients, dense_rhs, init_vars, steps).sum().backward()
+    assert coefficients.grad is None and steps.grad is None
+    assert relative_error(rhs.grad, dense_rhs.grad) < 1e-8
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_tensors_are_refused_with_the_methods_that_run_there():
+    inputs = [x.cuda() for x in make_problem(t_len=5)]
+    with pytest.raises(ValueError, match="method: 'compiled' runs on CPU tensors"):
+        ode_forward(*inputs, method="compiled")

@@ -31,12 +31,15 @@ KEEP_FACTOR_BYTES = 64 << 20
 
 
 def _constants(p: Problem, central: bool, dtype: torch.dtype):
-    """w_sm²·(PaᵀPa, PbᵀPb, PbᵀPa) (3, K, K) and the Gram matrix PᵀP of [Pa Pb] (2K, 2K)."""
+    """w_sm²·(PaᵀPa, PbᵀPb, PbᵀPa) (3, K, K), and OG + GO (2K, 2K) for the Gram matrix
+    G = PᵀP of [Pa Pb] and the orders O = diag(0..K-1, 0..K-1) (see `_kernels._gradients`)."""
     pa, pb = taylor_rows(p.k_len, central, dtype, torch.device("cpu"))
     w_sm2 = p.weight_smooth**2
     consts = torch.stack([pa.T @ pa, pb.T @ pb, pb.T @ pa]) * w_sm2
     pab = torch.cat([pa, pb], dim=1)
-    return consts.numpy(), (pab.T @ pab).numpy()
+    gram = pab.T @ pab
+    orders = torch.arange(p.k_len, dtype=dtype).repeat(2)
+    return consts.numpy(), (orders[:, None] * gram + gram * orders[None, :]).numpy()
 
 
 def _split(kernel, n: int, *args) -> None:
@@ -73,7 +76,7 @@ class _CompiledSolve(torch.autograd.Function):
 
         n, t_len, e_len, d_len, k_len = coefficients.shape
         shape = (t_len, e_len, d_len, k_len, like.s_len, like.j_len)
-        consts, gram = _constants(like, central, coefficients.dtype)
+        consts, order_gram = _constants(like, central, coefficients.dtype)
         weights = (like.weight_equation**2, like.weight_init**2, like.weight_smooth**2)
         inputs = _flat(coefficients, rhs, init_vars, steps)
         b, nb = d_len * k_len, 2 if central else 1
@@ -95,7 +98,7 @@ class _CompiledSolve(torch.autograd.Function):
                 f"singular or indefinite system at batch index {index} of the flattened batch"
             )
         u = torch.from_numpy(x).view(n, t_len, d_len, k_len)
-        ctx.args = (consts, gram, weights, shape, central, tuple(kept))
+        ctx.args = (consts, order_gram, weights, shape, central, tuple(kept))
         ctx.save_for_backward(coefficients, rhs, init_vars, steps, u)
         return u
 
@@ -105,13 +108,11 @@ class _CompiledSolve(torch.autograd.Function):
         from smnn import _kernels
 
         *inputs, u = ctx.saved_tensors
-        consts, gram, weights, shape, central, kept = ctx.args
+        consts, order_gram, weights, shape, central, kept = ctx.args
         arrays = _flat(*inputs, u, grad_u.to(u.dtype))
         grads = _empty(*(a.shape for a in arrays[:4]), dtype=arrays[0].dtype)
-        _split(
-            _kernels.backward, u.shape[0], *arrays, consts, gram, weights, shape, central, kept,
-            tuple(grads),
-        )
+        args = (consts, order_gram, weights, shape, central, kept, tuple(grads))
+        _split(_kernels.backward, u.shape[0], *arrays, *args)
         needs = ctx.needs_input_grad[:4]
         out = [
             torch.from_numpy(grad).view(t.shape) if need else None

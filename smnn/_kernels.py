@@ -15,7 +15,8 @@ Indexing: unknown i = t·b + d·K + k (b = D·K). Row i of block-row t couples t
 (t − nb)·b on (nb = 1 band, 2 with central rows); the factor stores L[i, col] for system w
 at low[i, col − (t − nb)·b, w]. Inputs come batch-first and C-contiguous: coefficients
 (N, T, E, b), rhs (N, T, E), init_vars (N, S, D, J), steps (N, T-1); x, g and λ (N, T·b).
-consts (3, K, K) = w_sm²·(PaᵀPa, PbᵀPb, PbᵀPa); gram (2K, 2K) = PᵀP of [Pa Pb];
+consts (3, K, K) = w_sm²·(PaᵀPa, PbᵀPb, PbᵀPa); order_gram (2K, 2K) = OG + GO with
+G = PᵀP of [Pa Pb] and O = diag(0..K-1, 0..K-1);
 weights = (w_eq², w_iv², w_sm²); shape = (D, K, S, J).
 """
 
@@ -291,12 +292,12 @@ def forward(c, r, v, h, consts, weights, shape, central, x, failed, kept, lo, hi
 
 
 @njit(**_JIT)
-def _gradients(nw, ct, rt, ht, xt, lt, gram, weights, shape, central, grads, z):
+def _gradients(nw, ct, rt, ht, xt, lt, order_gram, weights, shape, central, grads, z):
     """Input gradients of the chunk's systems from x and λ, (T·b, W) each; see `_adjoint.py`.
 
     grads: lane-last (T, E, b, W), (T, E, W), (S, D, J, W), (T-1, W), like the inputs.
 
-    z: scratch rows (10K + 3, W).
+    z: scratch rows (8K + 3, W).
     """
     grad_c, grad_r, grad_v, grad_h = grads
     d_len, k_len, s_len, j_len = shape[0], shape[1], shape[2], shape[3]
@@ -325,14 +326,14 @@ def _gradients(nw, ct, rt, ht, xt, lt, gram, weights, shape, central, grads, z):
                 for w in range(nw):
                     grad_v[t, d, k, w] = w_iv2 * lt[t * b + d * k_len + k, w]
     kk = 2 * k_len
-    z_x, z_l, g_x, g_l = z[2 : 2 + kk], z[2 + kk : 2 + 2 * kk], z[2 + 2 * kk : 2 + 3 * kk], z[
-        2 + 3 * kk : 2 + 4 * kk
-    ]
-    g_hp, hp = z[2 + 4 * kk : 2 + 4 * kk + k_len], z[2 + 4 * kk + k_len : 2 + 4 * kk + 2 * k_len]
-    acc = z[2 + 4 * kk + 2 * k_len]
-    for t in range(t_len - 1):  # smoothness rows: −w² z_λᵀ G z_x, z = [h^o u_t, h^o u_{t+1}]
+    z_x, z_l, g_x = z[2 : 2 + kk], z[2 + kk : 2 + 2 * kk], z[2 + 2 * kk : 2 + 3 * kk]
+    hp, acc = z[2 + 3 * kk : 2 + 3 * kk + k_len], z[2 + 3 * kk + k_len]
+    # Smoothness rows: −w² z_λᵀ G z_x with z = [h^o u_t, h^o u_{t+1}]. As dz/dh = O z / h
+    # (O = diag of the orders o), d/dh = −(w²/h) z_λᵀ (OG + GO) z_x: one product with the
+    # constant `order_gram` = OG + GO.
+    for t in range(t_len - 1):
         _powers(ht, nw, t, k_len, hp)
-        g_hp[:, :nw] = 0.0
+        acc[:nw] = 0.0
         for d in range(d_len):
             i0, i1 = t * b + d * k_len, (t + 1) * b + d * k_len
             for o in range(k_len):
@@ -343,26 +344,14 @@ def _gradients(nw, ct, rt, ht, xt, lt, gram, weights, shape, central, grads, z):
                     z_l[k_len + o, w] = hp[o, w] * lt[i1 + o, w]
             for p in range(kk):
                 g_x[p, :nw] = 0.0
-                g_l[p, :nw] = 0.0
                 for q in range(kk):
-                    gpq = gram[p, q]
+                    gpq = order_gram[p, q]
                     for w in range(nw):
                         g_x[p, w] += gpq * z_x[q, w]
-                        g_l[p, w] += gpq * z_l[q, w]
-            for o in range(k_len):
                 for w in range(nw):
-                    g_hp[o, w] += (
-                        lt[i0 + o, w] * g_x[o, w]
-                        + lt[i1 + o, w] * g_x[k_len + o, w]
-                        + xt[i0 + o, w] * g_l[o, w]
-                        + xt[i1 + o, w] * g_l[k_len + o, w]
-                    )
-        acc[:nw] = 0.0
-        for o in range(1, k_len):  # d(h^o)/dh = o·h^(o-1)
-            for w in range(nw):
-                acc[w] += o * hp[o - 1, w] * g_hp[o, w]
+                    acc[w] += z_l[p, w] * g_x[p, w]
         for w in range(nw):
-            grad_h[t, w] = -w_sm2 * acc[w]
+            grad_h[t, w] = -w_sm2 * acc[w] / ht[t, w]
     if central:  # −w² (p a_λ + q b_λ)(p a_x + q b_x), p = H^{K-3}, q = H^{K-2}
         lo, hi = k_len - 2, k_len - 1
         for s in range(t_len - 2):
@@ -383,7 +372,7 @@ def _gradients(nw, ct, rt, ht, xt, lt, gram, weights, shape, central, grads, z):
 
 
 @njit(**_JIT)
-def backward(c, r, v, h, x, g, consts, gram, weights, shape, central, kept, grads, lo, hi):
+def backward(c, r, v, h, x, g, consts, order_gram, weights, shape, central, kept, grads, lo, hi):
     """λ = M⁻¹g and the input gradients for systems lo..hi-1; arguments as `forward`.
 
     The factor is read from `kept` when forward kept it, else computed again.
@@ -397,7 +386,7 @@ def backward(c, r, v, h, x, g, consts, gram, weights, shape, central, kept, grad
     low, inv, a, hp, s, pivots = _factor_work(shape, nb, lanes, c)
     xt = np.empty((t_len * b, lanes), dtype=dt)
     lt = np.empty((t_len * b, lanes), dtype=dt)
-    z = np.empty((10 * k_len + 3, lanes), dtype=dt)
+    z = np.empty((8 * k_len + 3, lanes), dtype=dt)
     sub = shape[2:]
     for n0 in range(lo, hi, lanes):
         nw = min(lanes, hi - n0)
@@ -410,7 +399,7 @@ def backward(c, r, v, h, x, g, consts, gram, weights, shape, central, kept, grad
         else:
             _factor(nw, ct, ht, consts, weights, sub, central, low, inv, a, hp, s, pivots)
         _substitute(low, inv, lt, nw, b, nb, s)
-        _gradients(nw, ct, rt, ht, xt, lt, gram, weights, sub, central, (gc, gr, gv, gh), z)
+        _gradients(nw, ct, rt, ht, xt, lt, order_gram, weights, sub, central, (gc, gr, gv, gh), z)
         _scatter(_flat(gc), n0, nw, grads[0])
         _scatter(_flat(gr), n0, nw, grads[1])
         _scatter(_flat(gv), n0, nw, grads[2])

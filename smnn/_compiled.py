@@ -12,6 +12,7 @@ first call in a fresh install compiles the kernels (~20 s per dtype, then cached
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from concurrent.futures import ThreadPoolExecutor
 
@@ -30,16 +31,21 @@ MIN_SYSTEMS_PER_THREAD = 16
 KEEP_FACTOR_BYTES = 64 << 20
 
 
-def _constants(p: Problem, central: bool, dtype: torch.dtype):
+@functools.lru_cache(maxsize=64)
+def _constants(k_len: int, central: bool, dtype: torch.dtype, w_sm2: float):
     """w_sm²·(PaᵀPa, PbᵀPb, PbᵀPa) (3, K, K), and OG + GO (2K, 2K) for the Gram matrix
-    G = PᵀP of [Pa Pb] and the orders O = diag(0..K-1, 0..K-1) (see `_kernels._gradients`)."""
-    pa, pb = taylor_rows(p.k_len, central, dtype, torch.device("cpu"))
-    w_sm2 = p.weight_smooth**2
+    G = PᵀP of [Pa Pb] and the orders O = diag(0..K-1, 0..K-1) (see `_kernels._gradients`).
+    Cached (read-only arrays): building them costs more than a small solve."""
+    pa, pb = taylor_rows(k_len, central, dtype, torch.device("cpu"))
     consts = torch.stack([pa.T @ pa, pb.T @ pb, pb.T @ pa]) * w_sm2
     pab = torch.cat([pa, pb], dim=1)
     gram = pab.T @ pab
-    orders = torch.arange(p.k_len, dtype=dtype).repeat(2)
-    return consts.numpy(), (orders[:, None] * gram + gram * orders[None, :]).numpy()
+    orders = torch.arange(k_len, dtype=dtype).repeat(2)
+    order_gram = orders[:, None] * gram + gram * orders[None, :]
+    arrays = consts.numpy(), order_gram.numpy()
+    for array in arrays:
+        array.flags.writeable = False
+    return arrays
 
 
 def _split(kernel, n: int, *args) -> None:
@@ -76,7 +82,9 @@ class _CompiledSolve(torch.autograd.Function):
 
         n, t_len, e_len, d_len, k_len = coefficients.shape
         shape = (t_len, e_len, d_len, k_len, like.s_len, like.j_len)
-        consts, order_gram = _constants(like, central, coefficients.dtype)
+        consts, order_gram = _constants(
+            k_len, central, coefficients.dtype, like.weight_smooth**2
+        )
         weights = (like.weight_equation**2, like.weight_init**2, like.weight_smooth**2)
         inputs = _flat(coefficients, rhs, init_vars, steps)
         b, nb = d_len * k_len, 2 if central else 1

@@ -240,17 +240,31 @@ def _flat(a):
 
 
 @njit(**_JIT)
-def _factor_work(shape, nb, lanes, like):
-    """`_factor`'s work arrays for a chunk, dtype of `like`: low, inv, a, hp, s, pivots."""
+def _factor_work(shape, nb, lanes, like, kept):
+    """`_factor`'s work arrays for a chunk, dtype of `like`: low, inv, a, hp, s, pivots.
+
+    low and inv have no rows when the factor lives in `kept` (see `_factor_home`)."""
     t_len, b, k_len, dt = shape[0], shape[2] * shape[3], shape[3], like.dtype
+    rows = 0 if lanes == 1 and kept[0].shape[0] else t_len * b
     return (
-        np.empty((t_len * b, (nb + 1) * b, lanes), dtype=dt),
-        np.empty((t_len * b, lanes), dtype=dt),
+        np.empty((rows, (nb + 1) * b, lanes), dtype=dt),
+        np.empty((rows, lanes), dtype=dt),
         np.empty((b, (nb + 1) * b, lanes), dtype=dt),
         np.empty((k_len, lanes), dtype=dt),
         np.empty(lanes, dtype=dt),
         np.empty(lanes, dtype=dt),
     )
+
+
+@njit(**_JIT)
+def _factor_home(kept, n0, lanes, shape, nb, low, inv):
+    """Where a chunk's factor is written and read: for a chunk of one system that keeps its
+    factor, in place in `kept` (its row there has the work layout: no copy, no new pages),
+    else in the work arrays."""
+    if lanes == 1 and kept[0].shape[0]:
+        rows, b = shape[0] * shape[2] * shape[3], shape[2] * shape[3]
+        return kept[0][n0].reshape((rows, (nb + 1) * b, 1)), kept[1][n0].reshape((rows, 1))
+    return low, inv
 
 
 @njit(**_JIT)
@@ -274,17 +288,18 @@ def forward(c, r, v, h, consts, weights, shape, central, x, failed, kept, lo, hi
     b, nb = d_len * k_len, 2 if central else 1
     dt, lanes = c.dtype, _lane_count(shape, nb, c.itemsize, hi - lo)
     ct, rt, vt, ht = _lanes(shape, lanes, dt)
-    low, inv, a, hp, s, pivots = _factor_work(shape, nb, lanes, c)
+    low, inv, a, hp, s, pivots = _factor_work(shape, nb, lanes, c, kept)
     y = np.empty((t_len * b, lanes), dtype=dt)
     sub = shape[2:]
     for n0 in range(lo, hi, lanes):
         nw = min(lanes, hi - n0)
         _load(c, r, v, h, n0, nw, ct, rt, vt, ht)
-        _factor(nw, ct, ht, consts, weights, sub, central, low, inv, a, hp, s, pivots)
+        low_at, inv_at = _factor_home(kept, n0, lanes, shape, nb, low, inv)
+        _factor(nw, ct, ht, consts, weights, sub, central, low_at, inv_at, a, hp, s, pivots)
         _right_hand_side(nw, ct, rt, vt, weights, sub, y)
-        _substitute(low, inv, y, nw, b, nb, s)
+        _substitute(low_at, inv_at, y, nw, b, nb, s)
         _scatter(y, n0, nw, x)
-        if kept[0].shape[0]:
+        if kept[0].shape[0] and lanes > 1:
             _scatter(_flat(low), n0, nw, kept[0])
             _scatter(inv, n0, nw, kept[1])
         for w in range(nw):
@@ -383,7 +398,7 @@ def backward(c, r, v, h, x, g, consts, order_gram, weights, shape, central, kept
     dt, lanes = c.dtype, _lane_count(shape, nb, c.itemsize, hi - lo)
     ct, rt, vt, ht = _lanes(shape, lanes, dt)
     gc, gr, gv, gh = _lanes(shape, lanes, dt)
-    low, inv, a, hp, s, pivots = _factor_work(shape, nb, lanes, c)
+    low, inv, a, hp, s, pivots = _factor_work(shape, nb, lanes, c, kept)
     xt = np.empty((t_len * b, lanes), dtype=dt)
     lt = np.empty((t_len * b, lanes), dtype=dt)
     z = np.empty((8 * k_len + 3, lanes), dtype=dt)
@@ -393,12 +408,13 @@ def backward(c, r, v, h, x, g, consts, order_gram, weights, shape, central, kept
         _load(c, r, v, h, n0, nw, ct, rt, vt, ht)
         _gather(x, n0, nw, xt)
         _gather(g, n0, nw, lt)
-        if kept[0].shape[0]:
+        low_at, inv_at = _factor_home(kept, n0, lanes, shape, nb, low, inv)
+        if not kept[0].shape[0]:
+            _factor(nw, ct, ht, consts, weights, sub, central, low_at, inv_at, a, hp, s, pivots)
+        elif lanes > 1:
             _gather(kept[0], n0, nw, _flat(low))
             _gather(kept[1], n0, nw, inv)
-        else:
-            _factor(nw, ct, ht, consts, weights, sub, central, low, inv, a, hp, s, pivots)
-        _substitute(low, inv, lt, nw, b, nb, s)
+        _substitute(low_at, inv_at, lt, nw, b, nb, s)
         _gradients(nw, ct, rt, ht, xt, lt, order_gram, weights, sub, central, (gc, gr, gv, gh), z)
         _scatter(_flat(gc), n0, nw, grads[0])
         _scatter(_flat(gr), n0, nw, grads[1])

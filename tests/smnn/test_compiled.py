@@ -62,8 +62,9 @@ def test_results_do_not_depend_on_the_thread_count(two_threads):
 
 
 @pytest.mark.parametrize("central", [False, True], ids=["default", "central"])
-def test_kept_and_recomputed_factors_give_the_same_gradients(central, monkeypatch):
-    inputs = make_problem(batch=(5,), t_len=40, k_len=3, s_len=2, j_len=2, seed=23)
+@pytest.mark.parametrize("batch", [1, 5], ids=["one_system_in_place", "five_lanes"])
+def test_kept_and_recomputed_factors_give_the_same_gradients(batch, central, monkeypatch):
+    inputs = make_problem(batch=(batch,), t_len=40, k_len=3, s_len=2, j_len=2, seed=23)
     u_kept, grads_kept = solve_with_gradients(inputs, central)
     monkeypatch.setattr(_compiled, "KEEP_FACTOR_BYTES", 0)
     u_again, grads_again = solve_with_gradients(inputs, central)

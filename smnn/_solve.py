@@ -40,12 +40,13 @@ def choose_method(method: str, n: int, t_len: int, b: int, device: torch.device)
 
 # Crossover of "auto", measured (benchmarks/README.md, "auto crossover"): forward+backward,
 # float64, D=1, K=3, 1 thread, medians (`benchmarks/solver.py`). On CPU the compiled kernel
-# wins wherever a step's work spans several systems or T is moderate: 3-5x over "parallel"
-# at T=208 for B = 64 ... 12,960, 2-5x at B=1 for T <= 1,000, a tie at B=1, T=10,000. For
-# long sequences with few systems it runs few SIMD lanes over a factor that no longer fits
-# in cache, and cyclic reduction wins: B=1 T=30,000 0.058 s vs 0.036 s, T=100,000 0.134 s vs
-# 0.096 s, B=8 T=30,000 0.22 s vs 0.19 s. On CUDA only the torch methods run, and the T
-# rounds of launches of "sequential" always lose to the log T levels of "parallel".
+# wins wherever a step's work spans several systems or T is moderate: 2.9-3.6x over the
+# best torch method at T=208 for B = 64 ... 12,960, 4.5x at B=1, T=100, 1.8x at B=1,
+# T=10,000. For long sequences with few systems it runs few SIMD lanes, bound by the latency
+# of the Cholesky recurrence, and cyclic reduction wins: B=1, T=30,000 0.052 s vs 0.044 s,
+# T=100,000 0.128 s vs 0.084 s; B=8, T=30,000 0.212 s vs 0.204 s. On CUDA only the torch
+# methods run, and the T rounds of launches of "sequential" always lose to the log T levels
+# of "parallel".
 AUTO_PARALLEL_MIN_STEPS_CPU = 20_000
 # Without numba (smnn needs only torch), CPU batches from this size go to "sequential": it
 # wins once the batch makes both torch methods memory-bound (B=12,960: 1.9 s vs 3.2 s;

@@ -17,7 +17,8 @@ at low[i, col − (t − nb)·b, w]. Inputs come batch-first and C-contiguous: c
 (N, T, E, b), rhs (N, T, E), init_vars (N, S, D, J), steps (N, T-1); x, g and λ (N, T·b).
 consts (3, K, K) = w_sm²·(PaᵀPa, PbᵀPb, PbᵀPa); order_gram (2K, 2K) = OG + GO with
 G = PᵀP of [Pa Pb] and O = diag(0..K-1, 0..K-1);
-weights = (w_eq², w_iv², w_sm²); shape = (D, K, S, J).
+weights = (w_eq², w_iv², w_sm²); shape = (T, E, D, K, S, J) for `forward` and `backward`,
+(D, K, S, J) for the helpers (T, E and b come from their arrays).
 """
 
 from __future__ import annotations

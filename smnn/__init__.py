@@ -5,7 +5,8 @@ It needs torch (and numpy) only; with numba installed, CPU solves run on compile
 
 `ode_forward` solves the linear-ODE least-squares problem of DESIGN.md §2 in time and memory
 linear in the number of steps; `ODELayer` wraps it as a module; `smnn.reference` holds the
-dense ground truth and `smnn.compat` an adapter for code written for the original MNN layer.
+dense ground truth and `smnn.compat` drop-ins for code written for the original MNN layers
+and for the published S-MNN `ode_forward`.
 """
 
 from smnn._layer import ODELayer

@@ -150,6 +150,30 @@ def test_sys_layer_matches_the_mechanistic_identifiers_solver(index):
             assert distance(value, want) < 1e-9, (name, key)
 
 
+@pytest.mark.parametrize("index", range(3), ids=MI_CASES)
+def test_published_entry_point_with_central_rows_is_the_mechanistic_identifiers_solver(index):
+    """Its README: that solver is the published ode_forward with central rows, steps averaged.
+
+    This checks the published-API entry point's values in a fresh clone, where the published
+    golden file is absent."""
+    name, case = load_cases("golden_mechanistic_identifier.npz")[index]
+    b, _, t, d, k = case["out_u"].shape
+    e = case["rhs"].shape[1] // t
+    flat = [torch.tensor(case[n], requires_grad=True) for n in LAYER_INPUTS]
+    coeffs, rhs, iv_rhs, steps = flat
+    u = published.ode_forward(
+        coeffs.reshape(b, e, t, d, k).transpose(1, 2),
+        rhs.reshape(b, e, t).transpose(1, 2),
+        iv_rhs[..., None],
+        steps.reshape(b, t - 1, d).mean(-1),
+        enable_central_smoothness=True,
+    )
+    (u[..., 0] * torch.tensor(case["weights"][:, 0])).sum().backward()
+    assert distance(u, case["out_u"][:, 0]) < 1e-9
+    for n, x in zip(LAYER_INPUTS, flat, strict=True):
+        assert distance(x.grad, case[f"grad_{n}"]) < 1e-9, (name, n)
+
+
 # The value distance to alpz/mech-nn's dense QP layers, measured when these tests were
 # written (outputs: the largest over u0, u1, u2 and u; gradients: over the four inputs).
 # It is there by design: mech-nn keeps a slack variable eps in every derivative row (eps is

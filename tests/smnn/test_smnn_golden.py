@@ -42,7 +42,7 @@ INPUTS = ("coefficients", "rhs", "init_vars", "steps")
 @pytest.fixture(scope="module")
 def golden():
     if not GOLDEN.exists():
-        pytest.skip(f"golden vectors not present at {GOLDEN}")
+        pytest.skip(f"{GOLDEN.name} not in {REPO_DATA} nor in a shared/data/smnn above it")
     with np.load(GOLDEN) as z:
         return {k: z[k] for k in z.files}
 
@@ -104,7 +104,7 @@ LAYER_INPUTS = ("coeffs", "rhs", "iv_rhs", "steps")
 def load_cases(name):
     path = golden_path(name)
     if not path.exists():
-        pytest.skip(f"golden vectors not present at {path}")
+        pytest.skip(f"{name} not in {REPO_DATA} nor in a shared/data/smnn above it")
     with np.load(path) as z:
         data = {k: z[k] for k in z.files}
     return [

@@ -48,13 +48,12 @@ class _MNNLayer(torch.nn.Module):
 
     def _solve(self, coefficients, rhs, init_vars, steps):
         """(M, T, E, D, K), (M, T, E), (M, S, D, J) or None, (M, T-1) -> u (M, T, D, K)."""
-        in_dtype = coefficients.dtype
-        solve_dtype = torch.float64 if self.solver_dbl else in_dtype
+        solve_dtype = torch.float64 if self.solver_dbl else coefficients.dtype
         if init_vars is None or self.n_iv == 0 or self.n_iv_steps == 0:
             init_vars = coefficients.new_zeros(coefficients.shape[0], 0, self.n_dim, 1)
-        u = ode_forward(
-            coefficients, rhs, init_vars, steps, solve_dtype=solve_dtype, **self.options
-        )
+        # as the originals: up-cast the inputs for a double solve, so the result is float64 too
+        inputs = [x.to(solve_dtype) for x in (coefficients, rhs, init_vars, steps)]
+        u = ode_forward(*inputs, solve_dtype=solve_dtype, **self.options)
         return u.to(solve_dtype if self.double_ret else torch.float32)
 
     def _derivatives(self, u):

@@ -146,6 +146,8 @@ def test_ind_layer_solver_dbl_false_solves_in_the_inputs_dtype():
     u_single, u_double = single(*inputs)[0], double(*inputs)[0]
     assert u_single.dtype == torch.float32 and u_double.dtype == torch.float64
     assert single(*inputs)[4].dtype == torch.float32  # steps are not up-cast
+    want = ind_reference(*[x.double() for x in inputs])[..., 0]
+    assert relative_error(u_double, want) < 1e-13  # float32 inputs, a full float64 solve
     assert 0 < relative_error(u_single.double(), u_double) < 1e-3  # a float32 solve
 
 

@@ -327,3 +327,31 @@ def test_ind_layer_default_central_rows_solve_the_harmonic_oscillator_as_mnn_doe
 
     assert error() < 1.5e-2  # measured 1.3e-2
     assert error(central_diff=False) > 0.1  # measured 0.105: the central rows matter
+
+
+def test_published_forward_runs_the_published_lorenz_examples_call():
+    """The call in ScalableMNN's examples/lorenz: step-first, a shared step, T from n_steps."""
+    bs, t_len = 4, 50
+    coeffs = torch.zeros(1, 3, 1, 1, 1, 3, dtype=torch.float64)
+    coeffs[..., 1] = 1.0
+    var = torch.randn(bs, t_len, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    rhs = var.sin()
+    step = torch.full((1, 1, 1), 1e-2, dtype=torch.float64)
+    u = published.ode_forward(
+        coeffs[None, :, :, 0],  # (1, 1, 3, 1, 1, 3)
+        rhs.transpose(0, 1)[..., None],  # (50, bs, 3, 1)
+        var[None, :, 0, :, None, None],  # (1, bs, 3, 1, 1)
+        step,
+        n_steps=t_len,
+        is_step_dim_first=True,
+        enable_central_smoothness=False,
+        frozen_lhs_cache_version=1,
+    )
+    assert u.shape == (t_len, bs, 3, 1, 3)
+    want = ode_forward(
+        coeffs.expand(bs, 3, t_len, 1, 1, 3),
+        rhs.transpose(1, 2)[..., None],
+        var[:, 0, :, None, None, None],
+        torch.full((bs, 3, t_len - 1), 1e-2, dtype=torch.float64),
+    )
+    assert relative_error(u.movedim(0, -3), want) < 1e-14

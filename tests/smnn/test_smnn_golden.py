@@ -13,17 +13,11 @@ from smnn.compat import ODEINDLayer, ODESYSLayer, published
 from smnn.reference import ode_forward_dense
 
 HERE = Path(__file__).resolve()
-REPO_DATA = HERE.parents[1] / "data" / "smnn"  # the golden files that travel with the repository
-# golden_published_smnn.npz stays outside the repository (its README asks for that): looked up
-# as shared/data/smnn beside any folder above this checkout, e.g. ../shared of a worktree.
-SHARED_DATA = [p / "shared" / "data" / "smnn" for p in HERE.parents]
+# The golden files travel with the repository, so a fresh clone runs every golden test.
+REPO_DATA = HERE.parents[1] / "data" / "smnn"
 
 
 def golden_path(name: str) -> Path:
-    """Where a golden file is: tests/data/smnn, else the nearest shared/data/smnn."""
-    for folder in (REPO_DATA, *SHARED_DATA):
-        if (folder / name).exists():
-            return folder / name
     return REPO_DATA / name
 
 
@@ -41,8 +35,6 @@ INPUTS = ("coefficients", "rhs", "init_vars", "steps")
 
 @pytest.fixture(scope="module")
 def golden():
-    if not GOLDEN.exists():
-        pytest.skip(f"{GOLDEN.name} not in {REPO_DATA} nor in a shared/data/smnn above it")
     with np.load(GOLDEN) as z:
         return {k: z[k] for k in z.files}
 
@@ -103,8 +95,6 @@ LAYER_INPUTS = ("coeffs", "rhs", "iv_rhs", "steps")
 
 def load_cases(name):
     path = golden_path(name)
-    if not path.exists():
-        pytest.skip(f"{name} not in {REPO_DATA} nor in a shared/data/smnn above it")
     with np.load(path) as z:
         data = {k: z[k] for k in z.files}
     return [

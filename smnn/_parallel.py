@@ -105,7 +105,7 @@ class CyclicReduction:
         if self.paired:
             if n_steps % 2:
                 rhs = torch.nn.functional.pad(rhs, (0, 0, 0, 1))
-            rhs = rhs.reshape(n_batch, -1, 2 * b)
+            rhs = rhs.reshape(n_batch, rhs.shape[1] // 2, 2 * b)
         out = torch.empty_like(rhs, memory_format=torch.contiguous_format)  # (N, n, B)
         y = rhs.permute(2, 1, 0)  # (B, n, N), a view
         eliminated = []
@@ -124,7 +124,7 @@ class CyclicReduction:
         if not self.levels:
             out.permute(2, 1, 0).copy_(sol)
         if self.paired:
-            out = out.reshape(n_batch, -1, b)[:, :n_steps]
+            out = out.reshape(n_batch, 2 * out.shape[1], b)[:, :n_steps]
         return out
 
 

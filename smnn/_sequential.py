@@ -33,7 +33,7 @@ def _raise_not_pd(inv_pivots: torch.Tensor, diagonal: torch.Tensor, rtol: float)
     # pivot > rtol·M_ii  <=>  rtol·M_ii/pivot < 1; NaN (a negative pivot) compares False.
     # One reduction decides the common case (amax propagates NaN).
     scaled = inv_pivots.square().mul_(diagonal).mul_(rtol)
-    if bool(scaled.amax() < 1.0):
+    if scaled.numel() == 0 or bool(scaled.amax() < 1.0):
         return
     failed = ~(scaled < 1.0).all(dim=-1).all(dim=0)  # (N,)
     if bool(failed.any()):

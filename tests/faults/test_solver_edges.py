@@ -15,6 +15,7 @@ from pipeline import train as train_module
 from pipeline.train import TrainingDiverged, train
 from smnn import SolveError, ode_forward
 from smnn._compiled import available as numba_available
+from smnn._solve import ASSEMBLED
 
 METHODS = [
     "sequential",
@@ -67,6 +68,16 @@ def test_an_empty_batch_gives_an_empty_solution_and_empty_gradients(
     u.sum().backward()
     for x in inputs:
         assert x.grad is not None and x.grad.shape == x.shape
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("n_bands", [1, 2])
+@pytest.mark.parametrize("method", sorted(ASSEMBLED))
+def test_the_factor_protocol_takes_an_empty_batch(method, n_bands):
+    diag = torch.zeros(0, 9, 3, 3, dtype=torch.float64)
+    bands = tuple(torch.zeros(0, 9 - k, 3, 3, dtype=torch.float64) for k in range(1, n_bands + 1))
+    fac = ASSEMBLED[method].factor(diag, bands)
+    assert fac.solve(torch.zeros(0, 9, 3, dtype=torch.float64)).shape == (0, 9, 3)
 
 
 @pytest.mark.timeout(60)

@@ -22,6 +22,7 @@ from pipeline.climatology import open_sst, seasonal_index, time_step
 from pipeline.forecast_store import ForecastWriter
 from pipeline.train import STATS, default_device, load_model
 from pipeline.windows import covariates, normalised_anomalies, ocean_locations
+from smnn import SolveError
 
 __all__ = ["forecast", "hindcast", "interpret"]
 
@@ -118,10 +119,18 @@ class _Runner:
         (N, T, K), rhs (N, T), steps (N, T-1) as numpy."""
         parts: dict[str, list] = {}
         for s in range(0, len(context), self.batch_size):
-            out = self.model(
-                torch.from_numpy(context[s : s + self.batch_size]).to(self.device),
-                torch.from_numpy(cov[s : s + self.batch_size]).to(self.device),
-            )
+            try:
+                out = self.model(
+                    torch.from_numpy(context[s : s + self.batch_size]).to(self.device),
+                    torch.from_numpy(cov[s : s + self.batch_size]).to(self.device),
+                )
+            except SolveError as error:
+                raise ValueError(
+                    f"forecast: the model's ODE solve failed for windows {s}.."
+                    f"{min(s + self.batch_size, len(context)) - 1} of a block ({error}); "
+                    "the store's data may hold infinite or extreme values in the context "
+                    f"of these issue times, or the run {self.run_dir} diverged"
+                ) from error
             for key in ("forecast", "latent", "coefficients", "rhs", "steps"):
                 parts.setdefault(key, []).append(getattr(out, key).float().cpu().numpy())
         return {k: np.concatenate(v) for k, v in parts.items()}

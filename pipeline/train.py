@@ -37,6 +37,7 @@ from pipeline.windows import (
     collate_batch,
     plan_splits,
 )
+from smnn import SolveError
 
 __all__ = [
     "TrainingDiverged",
@@ -341,7 +342,7 @@ def train(
                         group["lr"] = _lr_at(p["step"], config, time_fraction)
                     try:
                         loss = _loss(net, batch, config.model.align_weight)
-                    except ValueError as error:  # the solver refused the decoded system
+                    except SolveError as error:  # the solver refused the decoded system
                         raise TrainingDiverged(
                             f"step {p['step']}: the ODE solve failed ({error}); the last good "
                             f"checkpoint is {last_path}"
@@ -390,7 +391,18 @@ def train(
                     if val_data is not None and (
                         p["step"] % t.val_every == 0 or p["step"] == t.max_steps
                     ):
-                        val_loss = _validate(model, val_data, val_idx, t.batch_size, device)
+                        try:
+                            val_loss = _validate(model, val_data, val_idx, t.batch_size, device)
+                        except SolveError as error:
+                            raise TrainingDiverged(
+                                f"step {p['step']}: the ODE solve failed on the validation "
+                                f"windows ({error}); the last good checkpoint is {last_path}"
+                            ) from error
+                        if not math.isfinite(val_loss):
+                            raise TrainingDiverged(
+                                f"step {p['step']}: validation loss {val_loss:.4g} is not "
+                                f"finite; the last good checkpoint is {last_path}"
+                            )
                         improved = val_loss < p["best"]
                         if improved:
                             p["best"], p["bad"] = val_loss, 0

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from smnn._assemble import taylor_rows
-from smnn._validate import Problem
+from smnn._validate import Problem, SolveError, not_positive_definite, pivot_tolerance
 
 # Fewer systems than this per thread are not worth a thread.
 MIN_SYSTEMS_PER_THREAD = 16
@@ -48,16 +48,31 @@ def _constants(k_len: int, central: bool, dtype: torch.dtype, w_sm2: float):
     return arrays
 
 
+def _run(kernel, *args, lo: int, hi: int) -> None:
+    """kernel(*args, lo, hi); an arithmetic error raised inside numba code (none is expected:
+    the kernels use numpy's error model) becomes the solver's SolveError, not a traceback
+    from the kernel."""
+    try:
+        kernel(*args, lo, hi)
+    except ArithmeticError as error:
+        raise SolveError(
+            "the normal matrix: expected symmetric positive definite (enough equation and "
+            "initial-value rows to pin the solution, finite well-scaled inputs), received a "
+            f"system the compiled kernel could not factorise ({type(error).__name__}: "
+            f"{error}) at a batch index in {lo}..{hi - 1} of the flattened batch"
+        ) from error
+
+
 def _split(kernel, n: int, *args) -> None:
     """Run kernel(*args, lo, hi) over [0, n) in contiguous chunks, one per thread."""
     threads = max(1, min(torch.get_num_threads(), n // MIN_SYSTEMS_PER_THREAD))
     if threads == 1:
-        kernel(*args, 0, n)
+        _run(kernel, *args, lo=0, hi=n)
         return
     bounds = np.linspace(0, n, threads + 1).astype(np.int64)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         ranges = zip(bounds[:-1], bounds[1:], strict=True)
-        jobs = [pool.submit(kernel, *args, int(lo), int(hi)) for lo, hi in ranges]
+        jobs = [pool.submit(_run, kernel, *args, lo=int(lo), hi=int(hi)) for lo, hi in ranges]
         for job in jobs:
             job.result()
 
@@ -85,7 +100,8 @@ class _CompiledSolve(torch.autograd.Function):
         consts, order_gram = _constants(
             k_len, central, coefficients.dtype, like.weight_smooth**2
         )
-        weights = (like.weight_equation**2, like.weight_init**2, like.weight_smooth**2)
+        rtol = pivot_tolerance(coefficients.dtype, d_len * k_len, 2 if central else 1)
+        weights = (like.weight_equation**2, like.weight_init**2, like.weight_smooth**2, rtol)
         inputs = _flat(coefficients, rhs, init_vars, steps)
         b, nb = d_len * k_len, 2 if central else 1
         rows = t_len * b
@@ -99,12 +115,7 @@ class _CompiledSolve(torch.autograd.Function):
             _kernels.forward, n, *inputs, consts, weights, shape, central, x, failed, tuple(kept)
         )
         if failed.any():
-            index = int(np.flatnonzero(failed)[0])
-            raise ValueError(
-                "the normal matrix: expected symmetric positive definite (enough equation and "
-                "initial-value rows to pin the solution, finite well-scaled inputs), received a "
-                f"singular or indefinite system at batch index {index} of the flattened batch"
-            )
+            raise not_positive_definite(int(np.flatnonzero(failed)[0]))
         u = torch.from_numpy(x).view(n, t_len, d_len, k_len)
         ctx.args = (consts, order_gram, weights, shape, central, tuple(kept))
         ctx.save_for_backward(coefficients, rhs, init_vars, steps, u)

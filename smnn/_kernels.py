@@ -17,7 +17,8 @@ at low[i, col − (t − nb)·b, w]. Inputs come batch-first and C-contiguous: c
 (N, T, E, b), rhs (N, T, E), init_vars (N, S, D, J), steps (N, T-1); x, g and λ (N, T·b).
 consts (3, K, K) = w_sm²·(PaᵀPa, PbᵀPb, PbᵀPa); order_gram (2K, 2K) = OG + GO with
 G = PᵀP of [Pa Pb] and O = diag(0..K-1, 0..K-1);
-weights = (w_eq², w_iv², w_sm²); shape = (T, E, D, K, S, J) for `forward` and `backward`,
+weights = (w_eq², w_iv², w_sm², rtol), rtol the relative pivot threshold
+(`_validate.pivot_tolerance`); shape = (T, E, D, K, S, J) for `forward` and `backward`,
 (D, K, S, J) for the helpers (T, E and b come from their arrays).
 """
 
@@ -26,7 +27,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-_JIT = dict(cache=True, nogil=True)
+# error_model="numpy": a division by zero gives inf/NaN as in numpy (the pivot test below
+# reports it), instead of raising ZeroDivisionError from inside a kernel.
+_JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 # Systems per chunk (SIMD lanes): 32-64 measured fastest at the SST shape (8: 2x slower).
 CHUNK = 32
@@ -122,11 +125,12 @@ def _assemble_row(nw, t, ct, ht, consts, weights, shape, central, a, hp):
 def _factor(nw, ct, ht, consts, weights, shape, central, low, inv, a, hp, s, pivots):
     """Assemble and factorise the chunk's systems (lanes w < nw) into low/inv.
 
-    pivots[w] accumulates the reciprocal pivots: it ends non-finite exactly when a pivot was
-    zero, negative or NaN (M not positive definite), and NaNs stay in their own lane.
+    pivots[w] ends NaN exactly when a pivot was <= rtol·M_ii (weights[3]; zero, negative or
+    NaN included): M not numerically positive definite. NaNs stay in their own lane.
     """
     t_len, b = ct.shape[0], ct.shape[2]
     nb = 2 if central else 1
+    rtol = weights[3]
     pivots[:nw] = 0.0
     for t in range(t_len):
         _assemble_row(nw, t, ct, ht, consts, weights, shape, central, a, hp)
@@ -151,8 +155,10 @@ def _factor(nw, ct, ht, consts, weights, shape, central, low, inv, a, hp, s, piv
                         for w in range(nw):
                             root = np.sqrt(s[w])  # NaN for a negative pivot
                             low[i, cc, w] = root
-                            inv[i, w] = 1.0 / root
-                            pivots[w] += inv[i, w]
+                            inv[i, w] = 1.0 / root  # inf for a zero one
+                            # a[j, cc] is M_ii: fail unless pivot > rtol·M_ii (NaN fails)
+                            if not (rtol * a[j, cc, w] * inv[i, w] * inv[i, w] < 1.0):
+                                pivots[w] = np.nan
 
 
 @njit(**_JIT)

@@ -49,7 +49,9 @@ def ode_forward(
         inputs (implicit backward reusing the factorisation).
 
     Raises:
-        TypeError/ValueError for malformed input or a system that is not positive definite.
+        TypeError/ValueError for malformed input; SolveError (a ValueError) for non-finite
+        values or a normal matrix that is not numerically positive definite, the same from
+        every method. An empty batch returns an empty u.
     """
     p = canonicalise(
         coefficients,

@@ -20,14 +20,18 @@ M in. A B×B product is then B fused multiply-adds over long contiguous vectors 
 millions of tiny matrix calls (several times faster on CPU, and few kernel launches on GPU),
 and taking every other step keeps runs of N contiguous numbers.
 
-A non-positive pivot gives an infinite or NaN reciprocal that IEEE arithmetic carries (0·inf
-is NaN) into the Schur complements above it, up to the dense remainder, so one check there
-(finite and positive definite) finds it and names the batch index: no per-level sync.
+Every pivot is tested against M's own diagonal entry for that unknown, with the threshold
+the other methods use (`_validate.pivot_tolerance`): each level folds max(rtol·M_ii/pivot)
+per system into one (N,) score on the device (NaN for a negative pivot, inf for a zero
+one), the dense remainder adds its own, and one check at the end names the batch index: no
+per-level sync.
 """
 
 from __future__ import annotations
 
 import torch
+
+from smnn._validate import not_positive_definite, pivot_tolerance
 
 __all__ = ["CyclicReduction", "factor"]
 
@@ -44,29 +48,33 @@ def factor(diag: torch.Tensor, bands: tuple[torch.Tensor, ...]) -> CyclicReducti
     Returns an object whose ``solve(rhs (N, T, b)) -> (N, T, b)`` applies M⁻¹, reusable any
     number of times (forward solve and the backward solve λ = M⁻¹g). The inputs are not
     modified.
-    Raises ValueError naming the first batch index whose matrix is not positive definite.
+    Raises SolveError (`_validate.not_positive_definite`) naming the first batch index with a
+    pivot <= `_validate.pivot_tolerance` times its diagonal entry.
     """
     _check(diag, bands)
     n_batch, n_steps, b = diag.shape[0], diag.shape[1], diag.shape[2]
+    rtol = pivot_tolerance(diag.dtype, b, len(bands))
     paired = len(bands) == 2
     if paired:
         d, lower = _pair_steps(diag, bands[0], bands[1])
     else:  # views: the first level reads them once, strided
         d, lower = diag.permute(2, 3, 1, 0), bands[0].permute(2, 3, 1, 0)
     width = d.shape[0]
+    scaled_diag = torch.diagonal(d).permute(2, 0, 1).mul(rtol)  # (B, n, N): rtol·M_ii
+    score = d.new_zeros(n_batch)  # max over pivots of rtol·M_ii/pivot, per system
     n_tail = _dense_tail_steps(n_batch, width)
     levels = []
     while d.shape[-2] > n_tail:
         level, d, lower = _reduce(d, lower)
         levels.append(level)
-    tail = _DenseTail(d, lower)  # at least one step is left
-    if bool(tail.failed.any()):
-        index = int(tail.failed.nonzero()[0, 0])
-        raise ValueError(
-            "the normal matrix: expected symmetric positive definite, received a singular, "
-            f"indefinite or non-finite system at batch index {index} (block cyclic reduction "
-            "met a non-positive pivot; check weights, steps and coefficients)"
-        )
+        rinv = level[1]  # (B, ne, N): 1/sqrt(pivot)
+        ratio = rinv.square().mul_(scaled_diag[:, 0::2])
+        score = torch.maximum(score, ratio.amax(dim=(0, 1)))
+        scaled_diag = scaled_diag[:, 1::2]
+    tail = _DenseTail(d, lower, scaled_diag)  # at least one step is left
+    failed = ~(torch.maximum(score, tail.score) < 1.0)
+    if bool(failed.any()):
+        raise not_positive_definite(int(failed.nonzero()[0, 0]))
     return CyclicReduction(levels, tail, n_steps, b, paired)
 
 
@@ -97,7 +105,7 @@ class CyclicReduction:
         if self.paired:
             if n_steps % 2:
                 rhs = torch.nn.functional.pad(rhs, (0, 0, 0, 1))
-            rhs = rhs.reshape(n_batch, -1, 2 * b)
+            rhs = rhs.reshape(n_batch, rhs.shape[1] // 2, 2 * b)
         out = torch.empty_like(rhs, memory_format=torch.contiguous_format)  # (N, n, B)
         y = rhs.permute(2, 1, 0)  # (B, n, N), a view
         eliminated = []
@@ -116,7 +124,7 @@ class CyclicReduction:
         if not self.levels:
             out.permute(2, 1, 0).copy_(sol)
         if self.paired:
-            out = out.reshape(n_batch, -1, b)[:, :n_steps]
+            out = out.reshape(n_batch, 2 * out.shape[1], b)[:, :n_steps]
         return out
 
 
@@ -232,11 +240,12 @@ def _backward_level(tall: torch.Tensor, rinv: torch.Tensor, z: torch.Tensor, xk:
 class _DenseTail:
     """The last few steps of the reduced system, factorised as one dense matrix per batch.
 
-    d: (B, B, n, N), lower: (B, B, n-1, N). failed: (N,) bool, True where the matrix is not
-    positive definite or not finite.
+    d: (B, B, n, N), lower: (B, B, n-1, N), scaled_diag: (B, n, N), rtol·M_ii of the original
+    M for these unknowns. score: (N,), max over the pivots of rtol·M_ii/pivot (inf where the
+    matrix is not positive definite or not finite); >= 1 means failed.
     """
 
-    def __init__(self, d: torch.Tensor, lower: torch.Tensor):
+    def __init__(self, d: torch.Tensor, lower: torch.Tensor, scaled_diag: torch.Tensor):
         width, n, n_batch = d.shape[0], d.shape[2], d.shape[3]
         blocks = d.new_zeros((n_batch, n, width, n, width))
         idx = torch.arange(n, device=d.device)
@@ -247,12 +256,11 @@ class _DenseTail:
         finite = torch.isfinite(dense).all(-1).all(-1)
         self.chol, info = torch.linalg.cholesky_ex(dense)
         # A singular M (e.g. nothing pins one system) can round to a tiny positive pivot
-        # that cholesky_ex accepts. A pivot below size·eps of its own diagonal entry is
-        # rounding noise (the error bound of Cholesky), so count it as a failure too.
-        pivots = torch.diagonal(self.chol, dim1=-2, dim2=-1) ** 2  # (N, n·B)
-        noise = dense.shape[-1] * torch.finfo(dense.dtype).eps
-        tiny = (pivots <= noise * torch.diagonal(dense, dim1=-2, dim2=-1)).any(-1)
-        self.failed = (info != 0) | ~finite | tiny
+        # that cholesky_ex accepts; the relative threshold in scaled_diag refuses it.
+        pivots = torch.diagonal(self.chol, dim1=-2, dim2=-1) ** 2  # (N, n·B), order t·B + i
+        scale = scaled_diag.permute(2, 1, 0).reshape(n_batch, n * width)
+        score = (scale / pivots).amax(-1)
+        self.score = score.masked_fill((info != 0) | ~finite, float("inf"))
 
     def solve(self, y: torch.Tensor) -> torch.Tensor:
         """y: (B, n, N) -> (B, n, N)."""
@@ -264,7 +272,7 @@ class _DenseTail:
 
 def _dense_tail_steps(n_batch: int, width: int) -> int:
     """How many remaining steps to factorise densely: N·(n·B)³ <= DENSE_TAIL_WORK."""
-    n = 1
+    n, n_batch = 1, max(n_batch, 1)  # an empty batch: as one system, not without bound
     while n_batch * ((n + 1) * width) ** 3 <= DENSE_TAIL_WORK:
         n += 1
     return n

@@ -18,26 +18,26 @@ from __future__ import annotations
 
 import torch
 
+from smnn._validate import not_positive_definite, pivot_tolerance
+
 
 def _batch_last(x: torch.Tensor) -> torch.Tensor:
     """(N, T, b, b) -> (T, b, b, N), without a copy when x is already stored that way."""
     return x.permute(1, 2, 3, 0).contiguous()
 
 
-def _raise_not_pd(inv_pivots: torch.Tensor) -> None:
-    """inv_pivots: (T, N, b), 1/sqrt of the Cholesky pivots; NaN/inf where M is not SPD."""
-    # One summing pass decides the common case: a NaN or inf anywhere makes the sum
-    # non-finite. Only then (or on overflow) search element-wise, which costs ~5 passes.
-    if bool(torch.isfinite(inv_pivots.sum())):
+def _raise_not_pd(inv_pivots: torch.Tensor, diagonal: torch.Tensor, rtol: float) -> None:
+    """inv_pivots: (T, N, b), 1/sqrt of the Cholesky pivots (NaN/inf where one was <= 0);
+    diagonal: (T, N, b), M's diagonal before factorising. Raises `not_positive_definite` for
+    the first system with a pivot <= rtol·M_ii (see `_validate.pivot_tolerance`)."""
+    # pivot > rtol·M_ii  <=>  rtol·M_ii/pivot < 1; NaN (a negative pivot) compares False.
+    # One reduction decides the common case (amax propagates NaN).
+    scaled = inv_pivots.square().mul_(diagonal).mul_(rtol)
+    if scaled.numel() == 0 or bool(scaled.amax() < 1.0):
         return
-    failed = ~torch.isfinite(inv_pivots).all(dim=-1).all(dim=0)  # (N,)
+    failed = ~(scaled < 1.0).all(dim=-1).all(dim=0)  # (N,)
     if bool(failed.any()):
-        index = int(failed.nonzero()[0, 0])
-        raise ValueError(
-            "the normal matrix: expected symmetric positive definite (enough equation and "
-            "initial-value rows to pin the solution, finite well-scaled inputs), received a "
-            f"singular or indefinite system at batch index {index} of the flattened batch"
-        )
+        raise not_positive_definite(int(failed.nonzero()[0, 0]))
 
 
 class TridiagonalCholesky:
@@ -47,9 +47,11 @@ class TridiagonalCholesky:
     sub: (T-1, b, b, N), C_t = M[t+1, t] L_t^{-T}.
     """
 
-    def __init__(self, diag: torch.Tensor, band: torch.Tensor):
-        """diag: (T, b, b, N) and band: (T-1, b, b, N), overwritten by the factor."""
+    def __init__(self, diag: torch.Tensor, band: torch.Tensor, rtol: float):
+        """diag: (T, b, b, N) and band: (T-1, b, b, N), overwritten by the factor; rtol: the
+        relative pivot threshold (`_validate.pivot_tolerance`)."""
         t_len, b = diag.shape[0], diag.shape[1]
+        diagonal = torch.diagonal(diag, dim1=1, dim2=2).clone()  # (T, N, b): M_ii
         for t in range(t_len):
             s = diag[t]  # (b, b, N): the Schur complement, updated by the previous step
             for j in range(b):
@@ -66,7 +68,7 @@ class TridiagonalCholesky:
                 nxt = diag[t + 1]
                 for k in range(b):  # M[t+1, t+1] - C_t C_tᵀ
                     nxt.addcmul_(c[:, k].unsqueeze(1), c[:, k].unsqueeze(0), value=-1.0)
-        _raise_not_pd(torch.diagonal(diag, dim1=1, dim2=2))
+        _raise_not_pd(torch.diagonal(diag, dim1=1, dim2=2), diagonal, rtol)
         self.chol, self.sub = diag, band
 
     def solve_batch_last(self, z: torch.Tensor) -> torch.Tensor:
@@ -105,8 +107,9 @@ class TridiagonalCholesky:
 class _Paired:
     """A block-pentadiagonal system solved as block-tridiagonal in pairs of steps."""
 
-    def __init__(self, diag: torch.Tensor, band0: torch.Tensor, band1: torch.Tensor):
-        """diag (T, b, b, N), band0 (T-1, b, b, N), band1 (T-2, b, b, N)."""
+    def __init__(self, diag: torch.Tensor, band0: torch.Tensor, band1: torch.Tensor, rtol):
+        """diag (T, b, b, N), band0 (T-1, b, b, N), band1 (T-2, b, b, N); rtol as
+        `TridiagonalCholesky`."""
         t_len, b, _, n = diag.shape
         pairs = (t_len + 1) // 2
         opts = dict(dtype=diag.dtype, device=diag.device)
@@ -124,7 +127,7 @@ class _Paired:
         s2[:, :b, b:] = band0[1::2]
         s2[: band1[1::2].shape[0], b:, b:] = band1[1::2]
         self.t_len, self.pairs, self.b = t_len, pairs, b
-        self.inner = TridiagonalCholesky(d2, s2)
+        self.inner = TridiagonalCholesky(d2, s2, rtol)
 
     def solve(self, rhs: torch.Tensor) -> torch.Tensor:
         """M⁻¹ rhs: (N, T, b) -> (N, T, b)."""
@@ -146,10 +149,12 @@ def factor(diag: torch.Tensor, bands: tuple[torch.Tensor, ...]):
         An object with `.solve(rhs (N, T, b)) -> (N, T, b)`.
 
     Raises:
-        ValueError naming the first batch index whose system is not positive definite.
+        SolveError (`_validate.not_positive_definite`) naming the first batch index whose
+        system has a pivot <= `_validate.pivot_tolerance` times its diagonal entry.
     """
+    rtol = pivot_tolerance(diag.dtype, diag.shape[-1], len(bands))
     if len(bands) == 1:
-        return TridiagonalCholesky(_batch_last(diag), _batch_last(bands[0]))
+        return TridiagonalCholesky(_batch_last(diag), _batch_last(bands[0]), rtol)
     if len(bands) == 2:
-        return _Paired(_batch_last(diag), _batch_last(bands[0]), _batch_last(bands[1]))
+        return _Paired(_batch_last(diag), _batch_last(bands[0]), _batch_last(bands[1]), rtol)
     raise ValueError(f"bands: expected 1 or 2 lower bands, received {len(bands)}")

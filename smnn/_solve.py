@@ -107,8 +107,21 @@ def _assembled_solve(p: Problem, central: bool, method: str) -> torch.Tensor:
     return _SMNNSolve.apply(p.coefficients, p.rhs, p.init_vars, p.steps, p, bool(central), method)
 
 
+def _empty_solution(p: Problem) -> torch.Tensor:
+    """u (0, T, D, K) for an empty batch, attached to the inputs' graph so that a backward
+    pass gives them empty gradients (each input's sum over no elements is 0)."""
+    _, t_len, _, d_len, k_len = p.coefficients.shape
+    link = sum(t.sum() for t in (p.coefficients, p.rhs, p.init_vars, p.steps))
+    return p.coefficients.new_zeros((0, t_len, d_len, k_len)) + 0.0 * link
+
+
 def solve(p: Problem, central: bool, method: str) -> torch.Tensor:
-    """Solve a canonical problem: returns u (N, T, D, K), differentiable in p's tensors."""
+    """Solve a canonical problem: returns u (N, T, D, K), differentiable in p's tensors.
+
+    An empty batch (N = 0) gives an empty u for every method, without running one.
+    """
     n, t_len, _, d_len, k_len = p.coefficients.shape
     name = choose_method(method, n, t_len, d_len * k_len, p.coefficients.device)
+    if n == 0:
+        return _empty_solution(p)
     return METHODS[name](p, central)

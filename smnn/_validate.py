@@ -2,6 +2,11 @@
 
 Every public entry point calls `canonicalise`; everything behind it may assume flat,
 broadcast, finite inputs of one dtype on one device.
+
+Malformed input (types, shapes, devices, options) raises TypeError or ValueError; input that
+is well-formed but cannot be solved for its values (non-finite numbers, a normal matrix that
+is not positive definite) raises `SolveError`, a ValueError, with the same message from
+every method, so callers (e.g. a training loop) can catch exactly the numerical failures.
 """
 
 from __future__ import annotations
@@ -13,6 +18,34 @@ from numbers import Real
 import torch
 
 _FLOATS = (torch.float32, torch.float64)
+
+
+class SolveError(ValueError):
+    """Well-formed input the solve cannot handle for its values: non-finite inputs, or a
+    normal matrix that is not (numerically) positive definite. Every method raises it with
+    the same message for the same input."""
+
+
+# A Cholesky pivot p_i = M_ii − Σ_k L_ik² counts as failed when p_i <= PIVOT_ULPS_PER_TERM
+# · w · eps · M_ii, w = (nb + 1)·b the most terms in a row of the block-banded M (nb bands of
+# b×b blocks): below that it is rounding noise of the subtraction (each term <= M_ii), not a
+# pivot. The test is against the original M_ii, so it does not depend on the elimination
+# order: the sequential, compiled and parallel (cyclic reduction) methods apply the same one.
+PIVOT_ULPS_PER_TERM = 8.0
+
+
+def pivot_tolerance(dtype: torch.dtype, b: int, n_bands: int) -> float:
+    """The relative pivot threshold for an (N, T, b) system with `n_bands` lower bands."""
+    return PIVOT_ULPS_PER_TERM * (n_bands + 1) * b * torch.finfo(dtype).eps
+
+
+def not_positive_definite(index: int) -> SolveError:
+    """The one error every method raises for a failed factorisation of system `index`."""
+    return SolveError(
+        "the normal matrix: expected symmetric positive definite (enough equation and "
+        "initial-value rows to pin the solution, finite well-scaled inputs), received a "
+        f"singular or indefinite system at batch index {index} of the flattened batch"
+    )
 
 
 @dataclass(frozen=True)
@@ -86,7 +119,7 @@ def _check_finite(name: str, x: torch.Tensor) -> None:
     bad = ~torch.isfinite(x)
     if bool(bad.any()):
         index = tuple(int(i) for i in bad.nonzero()[0])
-        raise ValueError(
+        raise SolveError(
             f"{name}: expected finite values, received {x[index].item()} at index {index}"
         )
 

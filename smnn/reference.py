@@ -37,7 +37,9 @@ def dense_system(
 
     Args:
         coefficients: (N, T, E, D, K); rhs: (N, T, E); init_vars: (N, S, D, J);
-        steps: (N, T-1) (already broadcast over batch and steps).
+        steps: (N, T-1) (already broadcast over batch and steps), or (N, T-1, D): a step per
+            state dimension, as the original MNN's ODESYSLayer takes them (dim d's smoothness
+            and central rows use steps[..., d]; `ode_forward` has one step per interval).
 
     Returns:
         A: (N, R, T·D·K), the rows; y: (N, R), their right-hand sides; w: (R,), row weights.
@@ -67,7 +69,7 @@ def dense_system(
     # Smoothness rows: forward and backward Taylor expansions scaled by h^i, per interval l,
     # with coefficients on u[l] (here) and u[l+1] (there).
     n_taylor = k_len - 1 if central else k_len
-    h = steps
+    h = steps if steps.dim() == 3 else steps.unsqueeze(-1).expand(n, t_len - 1, d_len)
     zero = torch.zeros_like(h)
     here = [[zero] * k_len for _ in range(2 * n_taylor)]
     there = [[zero] * k_len for _ in range(2 * n_taylor)]
@@ -77,11 +79,11 @@ def dense_system(
             there[n_taylor + i][o] = there[n_taylor + i][o] + (-h) ** o / factorial(o - i)
         there[i][i] = there[i][i] - h**i  # forward: - h^i u[l+1, i]
         here[n_taylor + i][i] = here[n_taylor + i][i] - (-h) ** i  # backward: - (-h)^i u[l, i]
-    here_t = torch.stack([torch.stack(row, -1) for row in here], -2)  # (N, T-1, 2I, K)
+    here_t = torch.stack([torch.stack(row, -1) for row in here], -2)  # (N, T-1, D, 2I, K)
     there_t = torch.stack([torch.stack(row, -1) for row in there], -2)
-    smooth = torch.einsum("nlrk,ls,de->nldrsek", here_t, _shift(t_len - 1, t_len, 0, c), eye_d)
+    smooth = torch.einsum("nldrk,ls,de->nldrsek", here_t, _shift(t_len - 1, t_len, 0, c), eye_d)
     smooth = smooth + torch.einsum(
-        "nlrk,ls,de->nldrsek", there_t, _shift(t_len - 1, t_len, 1, c), eye_d
+        "nldrk,ls,de->nldrsek", there_t, _shift(t_len - 1, t_len, 1, c), eye_d
     )
     rows = smooth.reshape(n, (t_len - 1) * d_len * 2 * n_taylor, cols)
     groups.append(
@@ -90,7 +92,7 @@ def dense_system(
 
     # Central rows: H^{K-3} u[l,K-2] + H^{K-2} u[l+1,K-1] - H^{K-3} u[l+2,K-2].
     if central:
-        big_h = h[:, :-1] + h[:, 1:]  # (N, T-2)
+        big_h = h[:, :-1] + h[:, 1:]  # (N, T-2, D)
         unit = torch.eye(k_len, dtype=c.dtype, device=c.device)
         rows = 0
         for offset, coef, order in (
@@ -99,7 +101,7 @@ def dense_system(
             (2, -(big_h ** (k_len - 3)), k_len - 2),
         ):
             rows = rows + torch.einsum(
-                "nl,ls,de,k->nldsek",
+                "nld,ls,de,k->nldsek",
                 coef,
                 _shift(t_len - 2, t_len, offset, c),
                 eye_d,

@@ -13,6 +13,7 @@ import warnings
 import torch
 
 from smnn._ode import ode_forward
+from smnn.reference import dense_system
 
 _LOWEST = {"n_step": 2, "n_iv": 0, "n_iv_steps": 0}  # every other size: at least 1
 
@@ -54,6 +55,23 @@ class _MNNLayer(torch.nn.Module):
         # as the originals: up-cast the inputs for a double solve, so the result is float64 too
         inputs = [x.to(solve_dtype) for x in (coefficients, rhs, init_vars, steps)]
         u = ode_forward(*inputs, solve_dtype=solve_dtype, **self.options)
+        return u.to(solve_dtype if self.double_ret else torch.float32)
+
+    def _solve_dense_per_dim(self, coefficients, rhs, init_vars, steps):
+        """As `_solve`, but steps (M, T-1, D), a step per state dim: a dense O((T·b)³) solve."""
+        solve_dtype = torch.float64 if self.solver_dbl else coefficients.dtype
+        if init_vars is None or self.n_iv == 0 or self.n_iv_steps == 0:
+            init_vars = coefficients.new_zeros(coefficients.shape[0], 0, self.n_dim, 1)
+        if not bool((steps > 0).all()):
+            raise ValueError("steps: expected step sizes > 0")
+        inputs = [x.to(solve_dtype) for x in (coefficients, rhs, init_vars, steps)]
+        weights = {k: v for k, v in self.options.items() if k.startswith("weight_")}
+        a, y, w = dense_system(*inputs, central=True, **weights)
+        wa = a * w[:, None]
+        normal = wa.transpose(1, 2) @ wa
+        beta = wa.transpose(1, 2) @ (w * y).unsqueeze(-1)
+        u = torch.cholesky_solve(beta, torch.linalg.cholesky(normal)).squeeze(-1)
+        u = u.reshape(coefficients.shape[0], self.n_step, self.n_dim, self.order + 1)
         return u.to(solve_dtype if self.double_ret else torch.float32)
 
     def _derivatives(self, u):
@@ -153,7 +171,9 @@ class ODESYSLayer(_MNNLayer):
     and `step_dims`: the original takes a step per state dimension (steps (…, n_step-1,
     n_dim)); S-MNN has one step per interval. "mean" (default) averages them over the
     dimensions, as the Mechanistic Identifier's solver does, warning when they differ;
-    "error" raises instead.
+    "error" raises instead; "per_dim" uses each dimension's steps in its own smoothness and
+    central rows, as the original does, through a dense solve (O((n_step·n_dim·(order+1))³)
+    per problem, as the original's; no `method`).
 
     forward(coeffs (bs, n_ind_dim, n_equations, n_step, n_dim, order+1),
     rhs (bs, n_ind_dim, n_equations, n_step), iv_rhs (bs, n_ind_dim, n_iv_steps, n_dim, n_iv)
@@ -191,8 +211,10 @@ class ODESYSLayer(_MNNLayer):
                 "periodic_boundary: S-MNN solves initial-value problems without wrap-around "
                 "smoothness rows; only periodic_boundary=False is supported"
             )
-        if step_dims not in ("mean", "error"):
-            raise ValueError(f"step_dims: expected 'mean' or 'error', received {step_dims!r}")
+        if step_dims not in ("mean", "error", "per_dim"):
+            raise ValueError(
+                f"step_dims: expected 'mean', 'error' or 'per_dim', received {step_dims!r}"
+            )
         sizes = dict(
             bs=bs,
             order=order,
@@ -233,6 +255,10 @@ class ODESYSLayer(_MNNLayer):
         if iv_rhs is not None:
             iv_rhs = iv_rhs.reshape(m, self.n_iv_steps, d, self.n_iv)
         steps = steps.reshape(m, t - 1, d)
+        if self.step_dims == "per_dim":
+            u = self._solve_dense_per_dim(coefficients, rhs, iv_rhs, steps)
+            u = u.reshape(self.bs, self.n_ind_dim, t, d, k)
+            return *self._derivatives(u), u.new_zeros(m), u
         if d > 1 and not torch.equal(steps.amax(-1), steps.amin(-1)):
             message = (
                 "steps: the original MNN uses a step per state dimension; S-MNN has one step "

@@ -103,13 +103,14 @@ def load_cases(name):
     ]
 
 
-def run_layer(case):
-    """Build our layer with the recorded constructor arguments, run forward and backward."""
+def run_layer(case, **options):
+    """Build our layer with the recorded constructor arguments (and `options`), run forward
+    and backward."""
     layer = {"ODEINDLayer": ODEINDLayer, "ODESYSLayer": ODESYSLayer}[str(case["layer"])]
     inputs = [torch.tensor(case[name], requires_grad=True) for name in LAYER_INPUTS]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "steps: the original MNN uses a step per state")
-        outputs = layer(**json.loads(str(case["ctor_json"])))(*inputs)
+        outputs = layer(**json.loads(str(case["ctor_json"])), **options)(*inputs)
     (outputs[0].to(torch.float64) * torch.tensor(case["weights"])).sum().backward()
     last = "out_steps" if str(case["layer"]) == "ODEINDLayer" else "out_u"
     names = ("out_u0", "out_u1", "out_u2", "out_eps", last)
@@ -184,10 +185,28 @@ MNN_DISTANCE = {  # case: (outputs, gradients)
 }
 
 
-@pytest.mark.parametrize("index", range(10), ids=list(MNN_DISTANCE))
-def test_layers_keep_mech_nn_shapes_dtypes_and_stay_near_its_values(index):
+# With step_dims="per_dim" the ODESYSLayer cases (case5-case9) have exactly mech-nn's rows
+# (forward and backward Taylor rows i < K-1 scaled by h^i, the top-order central row, unit
+# weights, each dimension's own steps): a dense solve of those rows *with* mech-nn's slack
+# column and gamma·alpha term reproduces the file to 1e-10, without it to these distances.
+# What is left is the slack alone; the same holds for ODEINDLayer (case0-case4) by default.
+MNN_DISTANCE_PER_DIM = {
+    "case5": (4.3e-3, 6.2e-2),
+    "case6": (2.9e-1, 3.3e-1),
+    "case7": (5.9e-3, 7.6e-3),
+    "case8": (6.0e-2, 7.0e-2),
+    "case9": (1.2e-2, 1.6e-2),
+}
+
+
+@pytest.mark.parametrize(
+    ("index", "options"),
+    [(i, {}) for i in range(10)] + [(i, {"step_dims": "per_dim"}) for i in range(5, 10)],
+    ids=list(MNN_DISTANCE) + [f"{c}-per_dim" for c in MNN_DISTANCE_PER_DIM],
+)
+def test_layers_keep_mech_nn_shapes_dtypes_and_stay_near_its_values(index, options):
     name, case = load_cases("golden_mnn_layers.npz")[index]
-    got = run_layer(case)
+    got = run_layer(case, **options)
     for key, value in got.items():
         want = case[key]
         assert value.shape == want.shape and str(value.dtype) == f"torch.{want.dtype}", key
@@ -195,6 +214,6 @@ def test_layers_keep_mech_nn_shapes_dtypes_and_stay_near_its_values(index):
         assert torch.equal(got["out_steps"], torch.tensor(case["out_steps"]))
     outputs = [k for k in ("out_u0", "out_u1", "out_u2", "out_u") if k in got]
     grads = [f"grad_{n}" for n in LAYER_INPUTS]
-    bound_outputs, bound_grads = MNN_DISTANCE[name]
+    bound_outputs, bound_grads = (MNN_DISTANCE_PER_DIM if options else MNN_DISTANCE)[name]
     assert max(distance(got[k], case[k]) for k in outputs) < 1.05 * bound_outputs
     assert max(distance(got[k], case[k]) for k in grads) < 1.05 * bound_grads

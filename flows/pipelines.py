@@ -46,7 +46,7 @@ def ingest_flow(params: IngestParameters, dask_address: str | None = None) -> di
     files = fetch_task(params.source, params.download_dir(), params.start, params.end,
                        params.mirror)
     result = store_task(files, params.source, params.store, params.grid, params.freq,
-                        params.start, params.end, dask_address)
+                        params.start, params.end, dask_address, params.units)
     create_link_artifact(_uri(params.store), link_text=f"{params.source} store",
                          key="link-store", description="canonical SST store")
     return result

@@ -59,14 +59,15 @@ def fetch_task(source: str, dest_dir: str, start: dt.date | None, end: dt.date |
 @task(name="store", retries=IO_RETRIES, retry_delay_seconds=IO_BACKOFF, cache_policy=NONE)
 def store_task(files: list[str], source: str, store: str, grid: float | None,
                freq: str | None = None, start: dt.date | None = None,
-               end: dt.date | None = None, dask_address: str | None = None) -> dict:
+               end: dt.date | None = None, dask_address: str | None = None,
+               units: str | None = None) -> dict:
     """Preprocess the fetched files and append them to the canonical zarr store (idempotent,
     so a retry after a failed write is safe); dask work goes to `dask_address` if given."""
     from pipeline.ingest import dask_client, files_to_store
 
     with dask_client(dask_address):
         result = files_to_store([Path(f) for f in files], source, store, grid=grid,
-                                freq=freq, start=start, end=end)
+                                freq=freq, start=start, end=end, units=units)
     return _plain(result)
 
 

@@ -39,7 +39,10 @@ def pytest_configure(config):
 
     from flows.runtime import offline_environment
 
-    home = tempfile.mkdtemp(prefix="sstcast-prefect-home-")
+    home = os.environ.get("SSTCAST_TEST_PREFECT_HOME")  # shared with tests/faults/conftest.py
+    if home is None:
+        home = os.environ["SSTCAST_TEST_PREFECT_HOME"] = tempfile.mkdtemp(
+            prefix="sstcast-prefect-home-")
     os.environ["PREFECT_HOME"] = home
     os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", os.path.join(home, "storage"))
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

@@ -154,7 +154,7 @@ def files_to_store(
     result_base = {"store": store, "source": source.name}
     if not data_files:
         return _result(result_base, 0, 0, 0, store)
-    where = f"{_describe_files(data_files)} ({source.variable!r})"
+    where = f"the variable {source.variable!r} of {_describe_files(data_files)}"
     sst = preprocess.standardise(
         preprocess.open_source_files(data_files, source), native, units=units, where=where
     )

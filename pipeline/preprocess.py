@@ -66,11 +66,12 @@ def _unit_key(text) -> str:
     return re.sub(r"[\s_]+", "_", str(text).strip().lower().replace("°", "deg"))
 
 
-def sst_units(declared, named=None, where: str = "the files") -> str:
-    """"K" or "degC" for the units a file `declared` (None: no attribute) and the units the
-    caller `named` (None: take the file's). Missing on both sides, an unknown spelling, or a
-    disagreement is a UnitsError: guessing turns Kelvin into 300 °C."""
-    kinds = {}
+def sst_units(declared, named=None, where: str = "the data") -> str:
+    """"K" or "degC" for the units attribute a file `declared` (None: none) and the units the
+    caller `named` (None: take the file's). `where` names the file(s) and variable in errors.
+    Missing on both sides, an unknown spelling, or a disagreement is a UnitsError: guessing
+    turns Kelvin into 300 °C."""
+    kinds = []
     for arg, text in (("units", named), (f"units attribute of {where}", declared)):
         if text is None or str(text).strip() == "":
             continue
@@ -79,18 +80,18 @@ def sst_units(declared, named=None, where: str = "the files") -> str:
                 f"{arg}: expected Kelvin or Celsius (K, kelvin, degK, degrees_K, degC, "
                 f"degree_C, celsius, ...), got {text!r}"
             )
-        kinds[arg] = UNITS[_unit_key(text)]
+        kinds.append(UNITS[_unit_key(text)])
     if not kinds:
         raise UnitsError(
-            f"units: {where} declare no units for the SST variable; expected the units named "
-            "explicitly (units='degC' or 'K'; sstcast ingest --units degC), got none"
+            f"units: {where} has no units attribute; expected the units named "
+            "(units='degC' or 'K'; sstcast ingest --units degC), got none"
         )
-    if len(set(kinds.values())) > 1:
+    if len(set(kinds)) > 1:
         raise UnitsError(
-            f"units: expected the units named to match those {where} declare "
-            f"({declared!r}), got {named!r}"
+            f"units: expected units matching the units attribute {declared!r} of {where}, "
+            f"got {named!r}"
         )
-    return next(iter(kinds.values()))
+    return kinds[0]
 
 
 def canonical_freq(freq: str | None) -> str | None:
@@ -218,7 +219,7 @@ def check_values(sst: xr.DataArray, files: list[Path]) -> None:
     lo, hi = SST_RANGE
     raise ValueRangeError(
         f"files: expected finite ocean SST within {lo:g}..{hi:g} °C, got {int(bad[i])} "
-        f"cells outside it at {t:%Y-%m-%d} in {file} (from {values.min():g} to "
+        f"ocean cell(s) outside it at {t:%Y-%m-%d} in {file} (from {values.min():g} to "
         f"{values.max():g} °C; {int((bad > 0).sum())} of {bad.size} steps affected); check "
         "the file's units or pass the right units"
     )

@@ -200,7 +200,7 @@ def _check_values(sst: np.ndarray, mask: np.ndarray, times, where: str) -> None:
         lo, hi = SST_RANGE
         raise StoreError(
             f"{where}: expected finite ocean SST within {lo:g}..{hi:g} °C, got {int(wrong[i])} "
-            f"cells outside it at {pd.Timestamp(times[i]):%Y-%m-%d} "
+            f"ocean cell(s) outside it at {pd.Timestamp(times[i]):%Y-%m-%d} "
             f"({int((wrong > 0).sum())} of {wrong.size} steps checked here affected)"
         )
     ocean = max(int(mask.sum()), 1)

@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-# These tests share the session's Prefect server (conftest.py): one xdist worker.
+# These tests share the session's Prefect server (tests/conftest.py): one xdist worker.
 pytestmark = pytest.mark.xdist_group("prefect")
 
 

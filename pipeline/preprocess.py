@@ -215,7 +215,10 @@ def check_values(sst: xr.DataArray, files: list[Path]) -> None:
     t = pd.Timestamp(sst["time"].values[i])
     step = sst.isel(time=i).values
     values = step[implausible(step)]
-    file = files[0] if len(files) == 1 else files[i] if len(files) == bad.size else files
+    if len(files) == 1 or len(files) == bad.size:
+        file = files[0 if len(files) == 1 else i]
+    else:
+        file = f"one of the {len(files)} files {files[0]} .. {files[-1]}"
     lo, hi = SST_RANGE
     raise ValueRangeError(
         f"files: expected finite ocean SST within {lo:g}..{hi:g} °C, got {int(bad[i])} "

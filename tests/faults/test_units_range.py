@@ -16,7 +16,7 @@ from flows.cli import main
 from pipeline.ingest import files_to_store
 from pipeline.preprocess import UnitsError, ValueRangeError, sst_units
 from pipeline.store import StoreError, open_store, validate_store
-from pipeline.synthetic import write_cobe2
+from pipeline.synthetic import write_cobe2, write_ersst
 
 RES = 10.0  # an 18 x 36 grid keeps every file tiny
 
@@ -139,6 +139,19 @@ def test_5000_degrees_is_refused_with_the_count(tmp_path):
     with pytest.raises(ValueRangeError, match=r"got 2 ocean cell\(s\) outside it at 2000-04-01 .*"
                        r"to 5000 °C; 1 of 24 steps affected"):
         files_to_store([path], "cobe2", tmp_path / "s.zarr")
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_per_month_files_name_the_bad_file(tmp_path):
+    """ERSSTv5 layout (one file per month): the error names the month's file."""
+    files = write_ersst(tmp_path, "2000-01", "2000-06", resolution=RES)
+    with netCDF4.Dataset(files[3], "a") as nc:
+        var = nc["sst"]
+        ocean = np.argwhere(~np.ma.getmaskarray(var[0, 0]))[0]
+        var[0, 0, ocean[0], ocean[1]] = 5000.0
+    with pytest.raises(ValueRangeError, match=r"got 1 ocean cell\(s\) outside it at 2000-04-01 "
+                       r"in .*ersst\.v5\.200004\.nc \(from 5000 to 5000 °C; 1 of 6 steps"):
+        files_to_store(files, "ersst-v5", tmp_path / "s.zarr")
     assert not (tmp_path / "s.zarr").exists()
 
 

@@ -1,12 +1,12 @@
 """Prefect tasks: each wraps one pipeline function and passes paths, URLs and dates.
 
 Retries (with exponential backoff) only on the I/O tasks (fetch, store writes); compute tasks
-fail fast. No task persists its result or reads one back (`cache_policy=NONE`,
-`persist_result=False`): Prefect deserialises a stored result with whatever serializer the
-stored file names, cloudpickle included, so a file planted in the result location
-(`PREFECT_LOCAL_STORAGE_PATH`, `sstcast --results`) would run code on the next cached run.
-Re-runs are cheap without Prefect's cache: `fetch_files` keeps accepted files in its own
-download folder and fetches only what is new or changed.
+fail fast. No task persists its result or reads one back (`cache_policy=NONE`; the flows set
+`persist_result=False`, which the tasks inherit): Prefect deserialises a stored result with
+whatever serializer the stored file names, cloudpickle included, so a file planted in the
+result location (`PREFECT_LOCAL_STORAGE_PATH`, `sstcast --results`) would run code on the
+next cached run. Re-runs are cheap without Prefect's cache: `fetch_files` keeps accepted
+files in its own download folder and fetches only what is new or changed.
 """
 
 from __future__ import annotations

@@ -47,7 +47,11 @@ def tamper(path, marker) -> None:
 
 
 def test_tampered_result_files_run_no_code_and_the_rerun_recomputes(prefect_server, tmp_path):
-    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+    from prefect.settings import (
+        PREFECT_LOCAL_STORAGE_PATH,
+        PREFECT_RESULTS_PERSIST_BY_DEFAULT,
+        temporary_settings,
+    )
 
     from flows.params import IngestParameters
     from flows.pipelines import ingest_flow
@@ -56,7 +60,9 @@ def test_tampered_result_files_run_no_code_and_the_rerun_recomputes(prefect_serv
     results, marker = tmp_path / "results", tmp_path / "PWNED"
     params = IngestParameters(store=str(tmp_path / "s.zarr"), start="2000-01-01",
                               end="2001-12-01", grid=6.0, cache_dir=str(tmp_path / "dl"))
-    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: results}):
+    # Persisting by default (a user's profile may say so) must not bring the files back.
+    settings = {PREFECT_LOCAL_STORAGE_PATH: results, PREFECT_RESULTS_PERSIST_BY_DEFAULT: True}
+    with temporary_settings(settings):
         first = ingest_flow(params)
         assert first["added"] == 24
         stored = sorted(p for p in results.rglob("*") if p.is_file()) if results.exists() else []
@@ -68,6 +74,7 @@ def test_tampered_result_files_run_no_code_and_the_rerun_recomputes(prefect_serv
     assert open_store(tmp_path / "s.zarr").sizes["time"] == 24
     # Nothing is taken from the result location, so the fetch really ran again.
     assert _task_states(state.state_details.flow_run_id)["fetch_task"] == "Completed"
+    assert stored == []  # flows and tasks persist nothing there at all
 
 
 def _task_states(flow_run_id) -> dict[str, str]:

@@ -36,6 +36,11 @@ def register(subparsers) -> None:
         help="resample a daily product to weekly or monthly means",
     )
     ingest.add_argument(
+        "--units",
+        help="SST units of the files when they declare none (degC or K, any udunits "
+        "spelling); files without units are refused otherwise",
+    )
+    ingest.add_argument(
         "--cache-dir", help="where fetched files are kept (default: ~/.cache/sstcast/<source>)"
     )
     ingest.add_argument(
@@ -74,6 +79,7 @@ def _ingest(args: argparse.Namespace) -> int:
         dask_address=args.dask_address,
         freq=args.freq,
         resolution=args.synthetic_resolution,
+        units=args.units,
     )
     print(result.summary())
     return 0

@@ -88,8 +88,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="dask scheduler address (tcp://host:8786) for the flows' dask "
                         "work; default: a local in-process cluster")
     parser.add_argument("--results", default=None,
-                        help="where Prefect persists task results and the fetch cache "
-                        "(PREFECT_LOCAL_STORAGE_PATH; default ~/.prefect/storage)")
+                        help="Prefect's result location (PREFECT_LOCAL_STORAGE_PATH; "
+                        "default ~/.prefect/storage); sstcast's tasks persist no results")
 
 
 def register(subparsers) -> None:

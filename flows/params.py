@@ -32,6 +32,8 @@ class IngestParameters(_Params):
                                   "the store)")
     grid: float | None = Field(None, gt=0, description="regrid to this resolution in degrees")
     freq: str | None = Field(None, description="resample a daily product: weekly or monthly")
+    units: str | None = Field(None, description="SST units of files that declare none "
+                              "(degC or K); such files are refused otherwise")
 
     def download_dir(self) -> str:
         """Where fetched files go: `cache_dir`, or `<store>.downloads` for a local store."""

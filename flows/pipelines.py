@@ -2,7 +2,8 @@
 
 Flows hold no maths: they order the tasks of flows/tasks.py, pass paths and dates between
 them and publish artifacts. Parameters are the typed models of flows/params.py (the form a
-deployment shows in the Prefect UI).
+deployment shows in the Prefect UI). Nothing is persisted to Prefect's result storage
+(`persist_result=False`, inherited by the tasks): see the trust boundary in flows/tasks.py.
 """
 
 from __future__ import annotations
@@ -40,19 +41,19 @@ def _uri(path: str) -> str:
     return path if "://" in path else Path(path).resolve().as_uri()
 
 
-@flow(name="ingest", log_prints=True)
+@flow(name="ingest", log_prints=True, persist_result=False)
 def ingest_flow(params: IngestParameters, dask_address: str | None = None) -> dict:
     """Fetch the source's files (cached, retried) and append them to the zarr store."""
     files = fetch_task(params.source, params.download_dir(), params.start, params.end,
                        params.mirror)
     result = store_task(files, params.source, params.store, params.grid, params.freq,
-                        params.start, params.end, dask_address)
+                        params.start, params.end, dask_address, params.units)
     create_link_artifact(_uri(params.store), link_text=f"{params.source} store",
                          key="link-store", description="canonical SST store")
     return result
 
 
-@flow(name="train", log_prints=True)
+@flow(name="train", log_prints=True, persist_result=False)
 def train_flow(params: TrainParameters) -> str:
     """Train the Mechanistic Identifier (S-MNN) on the store; returns the checkpoint path."""
     run_dir = params.run_dir
@@ -65,7 +66,7 @@ def train_flow(params: TrainParameters) -> str:
     return checkpoint
 
 
-@flow(name="forecast", log_prints=True, task_runner=dask_runner())
+@flow(name="forecast", log_prints=True, persist_result=False, task_runner=dask_runner())
 def forecast_flow(params: ForecastParameters) -> dict:
     """Forecast (hindcast over [start, end]), baselines, scores when the truth exists,
     maps and the report. Model, baselines and interpretation fan out on dask."""
@@ -102,7 +103,7 @@ def forecast_flow(params: ForecastParameters) -> dict:
         "parameters": parameters.result()}
 
 
-@flow(name="sst-pipeline", log_prints=True)
+@flow(name="sst-pipeline", log_prints=True, persist_result=False)
 def sst_pipeline(params: PipelineParameters, dask_address: str | None = None) -> dict:
     """ingest -> train (unless runs/ holds a trained model and retrain is off) -> forecast."""
     logger = get_run_logger()

@@ -25,8 +25,9 @@ OFFLINE = {
 def offline_environment(*, home: str | None = None, results: str | None = None) -> dict:
     """Set the offline defaults in `os.environ` (keeping what the user already set).
 
-    `home` sets PREFECT_HOME (database, profiles); `results` sets where task results and the
-    fetch cache are persisted (PREFECT_LOCAL_STORAGE_PATH). Returns the values applied.
+    `home` sets PREFECT_HOME (database, profiles); `results` sets Prefect's result location
+    (PREFECT_LOCAL_STORAGE_PATH; sstcast's tasks persist nothing there, see flows/tasks.py).
+    Returns the values applied.
     """
     applied = {}
     wanted = dict(OFFLINE)

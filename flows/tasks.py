@@ -1,9 +1,12 @@
 """Prefect tasks: each wraps one pipeline function and passes paths, URLs and dates.
 
 Retries (with exponential backoff) only on the I/O tasks (fetch, store writes); compute tasks
-fail fast. Fetch results are cached on their inputs plus the task's source code, so a re-run
-with the same arguments skips the download; the cache lives in the result location
-(`PREFECT_LOCAL_STORAGE_PATH`, set by `sstcast --results`).
+fail fast. No task persists its result or reads one back (`cache_policy=NONE`; the flows set
+`persist_result=False`, which the tasks inherit): Prefect deserialises a stored result with
+whatever serializer the stored file names, cloudpickle included, so a file planted in the
+result location (`PREFECT_LOCAL_STORAGE_PATH`, `sstcast --results`) would run code on the
+next cached run. Re-runs are cheap without Prefect's cache: `fetch_files` keeps accepted
+files in its own download folder and fetches only what is new or changed.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.cache_policies import INPUTS, NONE, TASK_SOURCE
+from prefect.cache_policies import NONE
 from prefect.tasks import exponential_backoff
 
 IO_RETRIES = 3
@@ -43,9 +46,8 @@ def _plain(value):
 # --------------------------------------------------------------------------- data
 
 
-@task(name="fetch", retries=IO_RETRIES, retry_delay_seconds=IO_BACKOFF,
-      cache_policy=INPUTS + TASK_SOURCE, cache_expiration=dt.timedelta(hours=12),
-      persist_result=True)
+@task(name="fetch", retries=IO_RETRIES, retry_delay_seconds=IO_BACKOFF, cache_policy=NONE,
+      persist_result=False)
 def fetch_task(source: str, dest_dir: str, start: dt.date | None, end: dt.date | None,
                mirror: str | None) -> list[str]:
     """Download (or generate, for `synthetic`) the source's files into `dest_dir`."""
@@ -59,14 +61,15 @@ def fetch_task(source: str, dest_dir: str, start: dt.date | None, end: dt.date |
 @task(name="store", retries=IO_RETRIES, retry_delay_seconds=IO_BACKOFF, cache_policy=NONE)
 def store_task(files: list[str], source: str, store: str, grid: float | None,
                freq: str | None = None, start: dt.date | None = None,
-               end: dt.date | None = None, dask_address: str | None = None) -> dict:
+               end: dt.date | None = None, dask_address: str | None = None,
+               units: str | None = None) -> dict:
     """Preprocess the fetched files and append them to the canonical zarr store (idempotent,
     so a retry after a failed write is safe); dask work goes to `dask_address` if given."""
     from pipeline.ingest import dask_client, files_to_store
 
     with dask_client(dask_address):
         result = files_to_store([Path(f) for f in files], source, store, grid=grid,
-                                freq=freq, start=start, end=end)
+                                freq=freq, start=start, end=end, units=units)
     return _plain(result)
 
 

@@ -91,6 +91,11 @@ def _describe_urls(files: list[Path]) -> str:
     return f"{len(urls)} files: {urls[0]} .. {urls[-1]}"
 
 
+def _describe_files(files: list[Path]) -> str:
+    names = [str(f) for f in files]
+    return names[0] if len(names) == 1 else f"the {len(names)} files {names[0]} .. {names[-1]}"
+
+
 def _urls(files: list[Path]) -> list[str]:
     urls = []
     for path in files:
@@ -111,6 +116,7 @@ def files_to_store(
     freq: str | None = None,
     start=None,
     end=None,
+    units: str | None = None,
 ) -> IngestResult:
     """Standardise `files` of `source` (lazily, with dask) and append them to `store`.
 
@@ -118,6 +124,9 @@ def files_to_store(
     freq: "weekly"/"7D" or "monthly"/"MS" to resample a daily product (None: native step).
     start/end: limit the times taken from the files. Only steps after the store's end (or
     from its preliminary marker on) are read and written, so re-runs are cheap no-ops.
+    units: the SST units ("degC", "K", any udunits spelling) when the files declare none.
+    Ocean values that are infinite or outside `pipeline.store.SST_RANGE` (after conversion
+    to °C) are refused before anything is written, so the store stays as it was.
     """
     source = get_source(source)
     files = [Path(f) for f in files]
@@ -145,12 +154,27 @@ def files_to_store(
     result_base = {"store": store, "source": source.name}
     if not data_files:
         return _result(result_base, 0, 0, 0, store)
-    sst = preprocess.standardise(preprocess.open_source_files(data_files, source), native)
+    where = f"the variable {source.variable!r} of {_describe_files(data_files)}"
+    sst = preprocess.standardise(
+        preprocess.open_source_files(data_files, source), native, units=units, where=where
+    )
     if mask_files:
         mask = preprocess.mask_from_file(mask_files[0], source.mask_variable)
     else:
         mask = preprocess.mask_from_data(sst)
     ds = preprocess.apply_mask(sst, mask)
+    # Refuse implausible values of the steps to be written, before anything is written.
+    native_times = pd.DatetimeIndex(ds["time"].values)
+    wanted = np.ones(native_times.size, dtype=bool)
+    if first is not None:
+        wanted &= native_times >= _period(first, native)
+    if end is not None:
+        wanted &= native_times <= pd.Timestamp(end)
+    picked = np.flatnonzero(wanted)
+    per_step = len(data_files) == native_times.size
+    preprocess.check_values(
+        ds["sst"].isel(time=picked), [data_files[i] for i in picked] if per_step else data_files
+    )
     if grid is not None:
         ds = preprocess.coarsen(ds, float(grid))
     if step != native:
@@ -248,12 +272,13 @@ def ingest(
     dask_address: str | None = None,
     freq: str | None = None,
     resolution: float | None = None,
+    units: str | None = None,
 ) -> IngestResult:
     """Fetch `source` (synthetic by default) and append it to the zarr `store` (any fsspec URL).
 
     Per-step products are fetched only from the store's resume point on, so a re-run fetches
     just the newest files. `resolution` sets a synthetic source's grid. See `files_to_store`
-    for `grid`, `freq`, `start`, `end`.
+    for `grid`, `freq`, `start`, `end` and `units`.
     """
     if store is None:
         raise ValueError("store: expected a path or fsspec URL for the zarr store, got None")
@@ -275,4 +300,6 @@ def ingest(
     fetch_start, fetch_end = default_span(entry, fetch_start, end)
     with dask_client(dask_address):
         files = fetch_files(entry, cache, start=fetch_start, end=fetch_end, mirror=mirror)
-        return files_to_store(files, entry, store, grid=grid, freq=freq, start=start, end=end)
+        return files_to_store(
+            files, entry, store, grid=grid, freq=freq, start=start, end=end, units=units
+        )

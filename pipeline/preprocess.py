@@ -4,7 +4,9 @@ Kernels work on xarray objects backed by dask and never load a whole product: op
 file with small chunks, and every step below is elementwise or a reduction over small blocks.
 
 - `open_source_files`: files -> raw DataArray (time, lat, lon) with the product's CF decoding.
-- `standardise`: lat ascending, lon 0..360, times at the start of their period, °C, float32.
+- `standardise`: lat ascending, lon 0..360, times at the start of their period, °C, float32
+  (the files' units must say Kelvin or Celsius, in any CF/udunits spelling, or be named).
+- `check_values`: refuse non-finite or implausible ocean values before anything is written.
 - `apply_mask`: land -> NaN, from a mask file or from the data itself.
 - `coarsen`: area-weighted (cos lat) averaging onto a grid an integer factor coarser.
 - `resample`: daily -> weekly (Sunday starts) or monthly (month starts), complete periods only.
@@ -13,6 +15,7 @@ Climatology and anomalies live in `pipeline.climatology` (one definition for all
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.sources import Source
+from pipeline.store import SST_RANGE, implausible
 
 WEEK_ORIGIN = pd.Timestamp("1989-12-31")  # a Sunday: weeks start on Sundays, as PSL's OISST v2
 FREQS = {
@@ -32,6 +36,62 @@ FREQS = {
     "D": "D",
     "daily": "D",
 }
+
+
+# The udunits spellings of the two temperature units SST products use, after `_unit_key`
+# (lower case, blanks as "_", "°" as "deg"): "degrees_K", "degK", "Kelvin", "°C", ...
+UNITS = {
+    **dict.fromkeys(
+        ["k", "kelvin", "kelvins", "degk", "deg_k", "degree_k", "degrees_k", "degreek",
+         "degreesk", "degree_kelvin", "degrees_kelvin"],
+        "K",
+    ),
+    **dict.fromkeys(
+        ["degc", "deg_c", "degree_c", "degrees_c", "degreec", "degreesc", "celsius",
+         "degree_celsius", "degrees_celsius", "deg_celsius"],
+        "degC",
+    ),
+}
+
+
+class UnitsError(ValueError):
+    """SST units that are missing, unknown, or contradict the units the caller named."""
+
+
+class ValueRangeError(ValueError):
+    """Ocean values that are not finite or outside the plausible SST range."""
+
+
+def _unit_key(text) -> str:
+    return re.sub(r"[\s_]+", "_", str(text).strip().lower().replace("°", "deg"))
+
+
+def sst_units(declared, named=None, where: str = "the data") -> str:
+    """"K" or "degC" for the units attribute a file `declared` (None: none) and the units the
+    caller `named` (None: take the file's). `where` names the file(s) and variable in errors.
+    Missing on both sides, an unknown spelling, or a disagreement is a UnitsError: guessing
+    turns Kelvin into 300 °C."""
+    kinds = []
+    for arg, text in (("units", named), (f"units attribute of {where}", declared)):
+        if text is None or str(text).strip() == "":
+            continue
+        if _unit_key(text) not in UNITS:
+            raise UnitsError(
+                f"{arg}: expected Kelvin or Celsius (K, kelvin, degK, degrees_K, degC, "
+                f"degree_C, celsius, ...), got {text!r}"
+            )
+        kinds.append(UNITS[_unit_key(text)])
+    if not kinds:
+        raise UnitsError(
+            f"units: {where} has no units attribute; expected the units named "
+            "(units='degC' or 'K'; sstcast ingest --units degC), got none"
+        )
+    if len(set(kinds)) > 1:
+        raise UnitsError(
+            f"units: expected units matching the units attribute {declared!r} of {where}, "
+            f"got {named!r}"
+        )
+    return kinds[0]
 
 
 def canonical_freq(freq: str | None) -> str | None:
@@ -91,15 +151,17 @@ def period_start(times, step: str) -> pd.DatetimeIndex:
     return days
 
 
-def standardise(da: xr.DataArray, step: str) -> xr.DataArray:
+def standardise(
+    da: xr.DataArray, step: str, units: str | None = None, where: str = "the files"
+) -> xr.DataArray:
     """Canonical coordinates and units, lazily: (time, lat, lon) float32 °C, lat ascending,
-    lon in 0..360 ascending, times at their period start (step "MS", "7D" or "D")."""
+    lon in 0..360 ascending, times at their period start (step "MS", "7D" or "D").
+    `units`: the data's units when the files declare none (see `sst_units`)."""
     missing = {"time", "lat", "lon"} - set(da.dims)
     if missing:
         raise ValueError(f"da: expected dims time, lat, lon, got {da.dims}")
     da = da.transpose("time", "lat", "lon")
-    units = str(da.attrs.get("units", "degC")).lower()
-    if units in ("k", "kelvin", "degk"):
+    if sst_units(da.attrs.get("units"), units, where) == "K":
         da = da - 273.15
     lon = np.mod(da["lon"].values.astype(np.float64), 360.0)
     da = da.assign_coords(
@@ -136,8 +198,34 @@ def mask_from_file(path: Path, variable: str) -> xr.DataArray:
 
 
 def mask_from_data(sst: xr.DataArray) -> xr.DataArray:
-    """Ocean = cells with a value at the first time step (the products' land is fixed)."""
-    return np.isfinite(sst.isel(time=0, drop=True)).load().rename("mask")
+    """Ocean = cells with a value (not NaN; inf counts, so `check_values` sees it) at the
+    first time step (the products' land is fixed)."""
+    return (~np.isnan(sst.isel(time=0, drop=True))).load().rename("mask")
+
+
+def check_values(sst: xr.DataArray, files: list[Path]) -> None:
+    """Raise ValueRangeError naming the file, time and count of the first step with ocean
+    values (anything not NaN) that are infinite or outside SST_RANGE °C. One pass over the
+    lazy `sst` (time, lat, lon), standardised and masked; `files` are those it was read
+    from, one per step or one for all."""
+    bad = implausible(sst).sum(("lat", "lon")).compute().values
+    if not bad.any():
+        return
+    i = int(np.flatnonzero(bad)[0])
+    t = pd.Timestamp(sst["time"].values[i])
+    step = sst.isel(time=i).values
+    values = step[implausible(step)]
+    if len(files) == 1 or len(files) == bad.size:
+        file = files[0 if len(files) == 1 else i]
+    else:
+        file = f"one of the {len(files)} files {files[0]} .. {files[-1]}"
+    lo, hi = SST_RANGE
+    raise ValueRangeError(
+        f"files: expected finite ocean SST within {lo:g}..{hi:g} °C, got {int(bad[i])} "
+        f"ocean cell(s) outside it at {t:%Y-%m-%d} in {file} (from {values.min():g} to "
+        f"{values.max():g} °C; {int((bad > 0).sum())} of {bad.size} steps affected); check "
+        "the file's units or pass the right units"
+    )
 
 
 def apply_mask(sst: xr.DataArray, mask: xr.DataArray) -> xr.Dataset:

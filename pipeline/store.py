@@ -47,6 +47,9 @@ TIME_UNITS = "days since 1850-01-01"
 # of a location block touches ceil(T/120) chunks per block, and an append rewrites only the
 # last chunk row. See benchmarks/store_layout.py for the measurements behind the choice.
 CHUNKS = {"time": 120, "lat": 48, "lon": 48}
+# Plausible ocean SST in °C: sea water freezes near -2 °C and no sea is warmer than ~36 °C,
+# so Kelvin stored as °C (~300), fill values (1e20) and 5000 °C all fall outside.
+SST_RANGE = (-3.0, 45.0)
 
 
 class StoreError(ValueError):
@@ -176,13 +179,30 @@ def validate_dataset(ds: xr.Dataset, name: str = "ds") -> None:
         raise StoreError(f"{name}.time: expected unique increasing times, got {times[:5]}...")
 
 
+def implausible(sst):
+    """True where a value is neither NaN (missing) nor a finite SST within SST_RANGE °C
+    (inf, 5000, Kelvin read as °C); numpy, xarray or dask alike."""
+    lo, hi = SST_RANGE
+    return ~np.isnan(sst) & ~((sst >= lo) & (sst <= hi))
+
+
 def _check_values(sst: np.ndarray, mask: np.ndarray, times, where: str) -> None:
-    """Land must be NaN and each step must have most ocean cells finite. sst (t, lat, lon)."""
+    """Land must be NaN, ocean values finite within SST_RANGE or NaN, and each step must have
+    most ocean cells finite. sst (t, lat, lon)."""
     finite = np.isfinite(sst)
-    land_values = finite[:, ~mask].any(axis=1)
+    land_values = ~np.isnan(sst[:, ~mask]).all(axis=1)
     if land_values.any():
         bad = pd.DatetimeIndex(times)[land_values][0]
-        raise StoreError(f"{where}: finite SST over land (mask False) at {bad:%Y-%m-%d}")
+        raise StoreError(f"{where}: SST values over land (mask False) at {bad:%Y-%m-%d}")
+    wrong = implausible(sst[:, mask]).sum(axis=1)
+    if wrong.any():
+        i = int(np.flatnonzero(wrong)[0])
+        lo, hi = SST_RANGE
+        raise StoreError(
+            f"{where}: expected finite ocean SST within {lo:g}..{hi:g} °C, got {int(wrong[i])} "
+            f"ocean cell(s) outside it at {pd.Timestamp(times[i]):%Y-%m-%d} "
+            f"({int((wrong > 0).sum())} of {wrong.size} steps checked here affected)"
+        )
     ocean = max(int(mask.sum()), 1)
     frac = finite[:, mask].sum(axis=1) / ocean
     if (frac < 0.5).any():

@@ -205,3 +205,33 @@ def trained_model_run(tmp_path_factory):
         update={"max_steps": 2})})
     train(store, root / "run", config=config, train_end="1995-12")
     return store, root / "run"
+
+
+# --- Prefect (the flows and faults tests) -------------------------------------------------
+
+
+def pytest_configure(config):
+    """Prefect reads its settings on first import, so they are set here, before any test
+    module imports it: PREFECT_HOME in a temporary folder, telemetry off, quiet logs."""
+    import os
+    import tempfile
+
+    from flows.runtime import offline_environment
+
+    home = tempfile.mkdtemp(prefix="sstcast-prefect-home-")
+    os.environ["PREFECT_HOME"] = home
+    os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", os.path.join(home, "storage"))
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    offline_environment(home=home)
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One real local Prefect server (SQLite in a temp folder) for the whole session, shared
+    by every test that needs one (two would split a flow's task runs between them); yields
+    its API URL. Tests using it carry `pytest.mark.xdist_group("prefect")`."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield PREFECT_API_URL.value()

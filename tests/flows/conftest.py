@@ -1,14 +1,11 @@
-"""Fixtures of the flow tests: one real Prefect server per test session (prefect_test_harness,
-PREFECT_HOME in a temporary folder, telemetry off) and a tiny trained workdir."""
+"""Fixtures of the flow tests: a tiny ingested and trained workdir. The Prefect settings and
+the session's one real Prefect server (`prefect_server`) are in tests/conftest.py, shared
+with tests/faults."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-# Prefect reads its settings on first import, so the environment is set here, before any
-# flows test module imports prefect (pytest_configure runs when this conftest is loaded).
 TINY_CONFIG = """\
 [model]
 n_dct = 8
@@ -32,29 +29,6 @@ val_samples = 256
 checkpoint_every = 3
 log_every = 2
 """
-
-
-def pytest_configure(config):
-    import tempfile
-
-    from flows.runtime import offline_environment
-
-    home = tempfile.mkdtemp(prefix="sstcast-prefect-home-")
-    os.environ["PREFECT_HOME"] = home
-    os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", os.path.join(home, "storage"))
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    offline_environment(home=home)
-
-
-@pytest.fixture(scope="session")
-def prefect_server():
-    """A real local Prefect server (SQLite in a temp folder) for the whole session; yields
-    its API URL."""
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield PREFECT_API_URL.value()
 
 
 @pytest.fixture(scope="session")

@@ -323,14 +323,23 @@ def write_store(
         return _write(ds, url, step, preliminary_from, provenance)
 
 
-def _write(ds, url, step, preliminary_from, provenance) -> WriteResult:
-    group = _open_group(url)
-    if group is None and store_kind(url) != "absent":
-        # Creating a store clears its folder: never do that to files that are not ours.
+def check_target(url) -> None:
+    """Raise StoreError unless `url` is a new path, an empty folder or an sstcast SST store:
+    creating a store clears its folder, so never do that to files that are not ours."""
+    url = _url(url)
+    kind = store_kind(url)
+    if kind not in ("absent", "sst"):
+        what = "a forecast store" if kind == "forecast" else "other files"
         raise StoreError(
             f"url: expected a new path, an empty folder or an sstcast SST store, got {url!r} "
-            "holding other files; refusing to overwrite it"
+            f"holding {what}; refusing to overwrite it"
         )
+
+
+def _write(ds, url, step, preliminary_from, provenance) -> WriteResult:
+    group = _open_group(url)
+    if group is None:
+        check_target(url)
     attrs = dict(group.attrs) if group is not None else {}
     if group is not None and attrs.get("sstcast_format") not in (None, FORMAT):
         raise StoreError(

@@ -52,6 +52,7 @@ def test_ingest_refuses_a_folder_of_other_files(tmp_path, capsys):
     one_line_error(capsys, "sstcast ingest: error: url:", "expected a new path, an empty folder "
                    "or an sstcast SST store", str(folder), "refusing to overwrite")
     assert_untouched(folder)
+    assert not (tmp_path / "cache").exists()  # refused before fetching anything
 
 
 def test_ingest_refuses_the_current_folder(tmp_path, capsys, monkeypatch):
@@ -71,7 +72,7 @@ def test_ingest_refuses_a_file_and_a_forecast_store(tmp_path, model_store, capsy
     forecast = baseline_forecast("climatology", model_store, tmp_path / "fc.zarr",
                                  inits=["1996-01-01"], leads=2, train_end="1995-12")
     assert main(ingest_args(forecast, tmp_path)) == 2
-    one_line_error(capsys, "url: expected an sstcast SST store", "sstcast-forecast-store/1")
+    one_line_error(capsys, "url:", "holding a forecast store", "refusing to overwrite")
     assert open_forecast(forecast).init_time.size == 1
 
 

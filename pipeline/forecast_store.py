@@ -14,7 +14,7 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.climatology import TimeStep
-from pipeline.store import FORECAST_FORMAT, store_kind
+from pipeline.store import FORECAST_FORMAT, StoreError, store_kind
 
 __all__ = ["ForecastWriter", "check_output", "open_forecast", "valid_times"]
 
@@ -86,17 +86,17 @@ class ForecastWriter:
 
 
 def check_output(out: str, overwrite: bool = False) -> None:
-    """Raise ValueError unless the forecast store `out` may be (re)created."""
+    """Raise StoreError (a ValueError) unless the forecast store `out` may be (re)created."""
     kind = store_kind(out)
     if kind == "absent" or (kind == "forecast" and overwrite):
         return
     if kind == "forecast":
-        raise ValueError(
+        raise StoreError(
             f"out: expected a new path or an empty folder, got the existing forecast store "
             f"{out!r}; pass overwrite=True (--overwrite) to replace it"
         )
     what = "an SST store (forecast input?)" if kind == "sst" else "other files"
-    raise ValueError(
+    raise StoreError(
         f"out: expected a new path, an empty folder or a forecast store, got {out!r} holding "
         f"{what}; refusing to overwrite it"
     )

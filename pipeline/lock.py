@@ -54,14 +54,18 @@ def _create(fs, path: str, data: bytes) -> None:
 
 
 def _holder(fs, path: str) -> dict | None:
-    """The lock's content; None when it is gone, {} while it is being written."""
+    """The lock's content; None when it is gone. A lock being written (or left empty by a
+    crash right after its creation) is dated by its file's time, so it too goes stale."""
     try:
         fs.invalidate_cache(path)
         return json.loads(fs.cat_file(path))
     except FileNotFoundError:
         return None
     except ValueError:
-        return {}
+        try:
+            return {"time": fs.modified(path).astimezone(UTC).isoformat(timespec="seconds")}
+        except (OSError, NotImplementedError):
+            return {}
 
 
 def _running(pid: int) -> bool:

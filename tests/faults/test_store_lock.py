@@ -130,6 +130,22 @@ def test_a_lock_from_another_host_is_kept_until_it_is_older_than_the_stale_age(t
     assert not lock.exists()
 
 
+def test_an_empty_lock_goes_stale_by_its_file_time(tmp_path):
+    # A writer killed between creating its lock and writing the lock's content.
+    store = tmp_path / "s.zarr"
+    lock = Path(lock_path(store)[1])
+    lock.write_text("")
+    with pytest.raises(StoreLocked, match="being written by PID \\? on \\? since 20"):
+        with store_lock(store):
+            pass
+    old = time.time() - 2 * 86400
+    os.utime(lock, (old, old))
+    with pytest.warns(UserWarning, match="more than stale_after"):
+        with store_lock(store):
+            assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert not lock.exists()
+
+
 def test_kill_9_of_a_writer_leaves_a_valid_store_and_a_breakable_lock(tmp_path):
     store = tmp_path / "s.zarr"
     assert main(ingest_args(store, tmp_path / "c", end="1994-12")) == 0

@@ -16,6 +16,8 @@ The root group's attribute `sstcast_committed_steps` is the commit marker, and r
 3. reads the tail back and validates it,
 4. publishes the new length by rewriting the root metadata once (one atomic key).
 
+A writer holds the lock `<store>.lock` (pipeline/lock.py) from reading the committed
+length to the commit, so two writers never interleave these steps; a second one fails.
 A process killed anywhere before step 4 leaves the old committed view intact; the next append
 starts again from the committed length and overwrites the uncommitted tail. Consolidated
 metadata is never used, because a second metadata copy could disagree with the marker.

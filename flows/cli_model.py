@@ -44,7 +44,8 @@ def _train(args) -> int:
 def _forecast(args) -> int:
     from pipeline.forecast import forecast
 
-    print(forecast(args.run, args.store, args.init, leads=args.leads, out=args.out))
+    print(forecast(args.run, args.store, args.init, leads=args.leads, out=args.out,
+                   overwrite=args.overwrite))
     return 0
 
 
@@ -52,7 +53,7 @@ def _hindcast(args) -> int:
     from pipeline.forecast import hindcast
 
     print(hindcast(args.run, args.store, start=args.start, end=args.end, leads=args.leads,
-                   out=args.out))
+                   out=args.out, overwrite=args.overwrite))
     return 0
 
 
@@ -66,6 +67,9 @@ def _evaluate(args) -> int:
     print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"\n{result.json_path}\n{result.csv_path}")
     return 0
+
+
+OVERWRITE_HELP = "replace --out when it is a forecast store (never any other folder)"
 
 
 def register(subparsers) -> None:
@@ -88,6 +92,7 @@ def register(subparsers) -> None:
                    help="issue time YYYY-MM[-DD]; only data up to it is used")
     p.add_argument("--leads", type=int, help="leads 1..N (default: the model's horizon)")
     p.add_argument("--out", required=True, help="forecast store to write")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=_forecast)
 
     p = subparsers.add_parser("hindcast", help="forecasts from every issue time in a range")
@@ -96,7 +101,8 @@ def register(subparsers) -> None:
     p.add_argument("--start", required=True, type=_date)
     p.add_argument("--end", required=True, type=_date)
     p.add_argument("--leads", type=int)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="forecast store to write")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=_hindcast)
 
     p = subparsers.add_parser("evaluate", help="score a forecast store against the truth")

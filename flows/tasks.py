@@ -150,7 +150,9 @@ def hindcast_task(run_dir: str, store: str, start: dt.date, end: dt.date,
     """Forecasts issued at every store time in [start, end] -> forecast store `out`."""
     from pipeline.forecast import hindcast
 
-    return str(hindcast(run_dir, store, start=start, end=end, leads=leads, out=out))
+    # Each scheduled run replaces the products of the last one (forecast stores only).
+    return str(hindcast(run_dir, store, start=start, end=end, leads=leads, out=out,
+                        overwrite=True))
 
 
 @task(name="baseline", cache_policy=NONE)
@@ -164,7 +166,7 @@ def baseline_task(kind: str, store: str, like: str, out: str,
     end = train_end or model.attrs.get("climatology_end")
     return str(baseline_forecast(kind, store, out, inits=model["init_time"].values,
                                  leads=[int(v) for v in model["lead"].values],
-                                 train_end=end))
+                                 train_end=end, overwrite=True))
 
 
 @task(name="evaluate", cache_policy=NONE)

@@ -73,9 +73,11 @@ def baseline_forecast(
     leads: int | list[int] = 48,
     train_end,
     train_start=None,
+    overwrite: bool = False,
 ) -> Path | str:
     """Write the `kind` baseline ("climatology", "persistence" or "damped_persistence") for
-    issue times `inits` and leads 1..leads (or the given list) to the forecast store `out`.
+    issue times `inits` and leads 1..leads (or the given list) to the forecast store `out`
+    (an existing forecast store only with `overwrite`).
 
     The climatology (and damping) come from the store over [train_start, train_end]; the
     anomaly at each issue time uses only that time's observation.
@@ -110,6 +112,7 @@ def baseline_forecast(
             "climatology_start": stats.attrs["start"],
             "climatology_end": stats.attrs["end"],
         },
+        overwrite=overwrite,
     )
     observed = ds.sst.sel(time=inits.values).values  # (I, Y, X)
     for i, init in enumerate(inits.values):

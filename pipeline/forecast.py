@@ -19,7 +19,7 @@ import torch
 import xarray as xr
 
 from pipeline.climatology import open_sst, seasonal_index, time_step
-from pipeline.forecast_store import ForecastWriter
+from pipeline.forecast_store import ForecastWriter, check_output
 from pipeline.train import STATS, default_device, load_model
 from pipeline.windows import covariates, normalised_anomalies, ocean_locations
 from smnn import SolveError
@@ -150,20 +150,22 @@ class _Runner:
 
 def hindcast(
     run_dir, store, *, start, end, leads=None, out, every: int = 1, batch_size: int = 8192,
-    inits_per_pass: int = 12,
+    inits_per_pass: int = 12, overwrite: bool = False,
 ) -> Path | str:
     """Forecasts issued at every `every`-th store time in [start, end], written to the
     forecast store `out` (DESIGN.md §3). leads: None (the model's horizon), N (leads 1..N)
-    or a list."""
+    or a list. An existing forecast store `out` is replaced only with `overwrite`; anything
+    else there (the input SST store, other files) is refused."""
     if not isinstance(every, int) or every < 1:
         raise ValueError(f"every: expected a positive integer, got {every!r}")
+    check_output(str(out), overwrite)  # before loading the model: fail fast
     runner = _Runner(run_dir, store, batch_size)
     window = runner.config.window
     issues = _issue_indices(runner.times, start, end, window.context)[::every]
     lead_values = _lead_values(leads, window.horizon)
     writer = ForecastWriter(
         out, inits=runner.times[issues], leads=lead_values, lat=runner.ds.lat.values,
-        lon=runner.ds.lon.values, step=runner.step, attrs=runner.attrs(),
+        lon=runner.ds.lon.values, step=runner.step, attrs=runner.attrs(), overwrite=overwrite,
     )
     shape = (len(lead_values), runner.ds.sizes["lat"], runner.ds.sizes["lon"])
     for g in range(0, len(issues), inits_per_pass):
@@ -181,10 +183,11 @@ def hindcast(
     return writer.path
 
 
-def forecast(run_dir, store, init, *, leads=None, out, batch_size: int = 8192) -> Path | str:
+def forecast(run_dir, store, init, *, leads=None, out, batch_size: int = 8192,
+             overwrite: bool = False) -> Path | str:
     """The forecast issued at `init` (a store time), using only data up to `init`."""
     return hindcast(run_dir, store, start=init, end=init, leads=leads, out=out,
-                    batch_size=batch_size)
+                    batch_size=batch_size, overwrite=overwrite)
 
 
 def interpret(run_dir, store, init, *, batch_size: int = 8192) -> xr.Dataset:

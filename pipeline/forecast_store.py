@@ -14,8 +14,9 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.climatology import TimeStep
+from pipeline.store import FORECAST_FORMAT, StoreError, store_kind
 
-__all__ = ["ForecastWriter", "open_forecast", "valid_times"]
+__all__ = ["ForecastWriter", "check_output", "open_forecast", "valid_times"]
 
 
 def valid_times(inits: np.ndarray, leads: np.ndarray, step: TimeStep) -> np.ndarray:
@@ -28,10 +29,16 @@ class ForecastWriter:
     """Creates a forecast store and fills it one issue time at a time.
 
     inits: (I,) datetime64; leads: (L,) int; lat: (Y,); lon: (X,); attrs: run attributes.
+    `out` must be a new path, an empty folder, or (with overwrite=True) a forecast store:
+    creating the store clears its folder, so anything else (an SST store, other files) is
+    refused.
     """
 
-    def __init__(self, out, *, inits, leads, lat, lon, step: TimeStep, attrs: dict):
+    def __init__(
+        self, out, *, inits, leads, lat, lon, step: TimeStep, attrs: dict, overwrite=False
+    ):
         self.out = str(out)
+        check_output(self.out, overwrite)
         inits = np.asarray(pd.DatetimeIndex(np.atleast_1d(inits)).values, dtype="datetime64[ns]")
         leads = np.asarray(leads, dtype=np.int64)
         if leads.ndim != 1 or len(leads) == 0 or leads.min() < 1:
@@ -55,7 +62,7 @@ class ForecastWriter:
                 "lon": ("lon", np.asarray(lon), {"units": "degrees_east"}),
                 "valid_time": (("init_time", "lead"), valid_times(inits, leads, step)),
             },
-            attrs={k: _attr(v) for k, v in attrs.items()},
+            attrs={"sstcast_format": FORECAST_FORMAT, **{k: _attr(v) for k, v in attrs.items()}},
         )
         template.to_zarr(self.out, mode="w", compute=False, consolidated=False)
         self._template = template
@@ -76,6 +83,23 @@ class ForecastWriter:
     @property
     def path(self) -> Path | str:
         return Path(self.out) if "://" not in self.out else self.out
+
+
+def check_output(out: str, overwrite: bool = False) -> None:
+    """Raise StoreError (a ValueError) unless the forecast store `out` may be (re)created."""
+    kind = store_kind(out)
+    if kind == "absent" or (kind == "forecast" and overwrite):
+        return
+    if kind == "forecast":
+        raise StoreError(
+            f"out: expected a new path or an empty folder, got the existing forecast store "
+            f"{out!r}; pass overwrite=True (--overwrite) to replace it"
+        )
+    what = "an SST store (forecast input?)" if kind == "sst" else "other files"
+    raise StoreError(
+        f"out: expected a new path, an empty folder or a forecast store, got {out!r} holding "
+        f"{what}; refusing to overwrite it"
+    )
 
 
 def _attr(value):

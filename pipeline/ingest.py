@@ -25,6 +25,7 @@ from pipeline.store import (
     PRELIMINARY,
     TIME_STEP,
     _open_group,
+    check_target,
     expected_times,
     open_store,
     write_store,
@@ -286,6 +287,8 @@ def ingest(
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(entry)
     fetch_start = start
     resume = resume_point(store)
+    if resume is None:
+        check_target(store)  # before fetching anything: a path we would refuse to write
     if entry.files != "single" and resume is not None:
         # Re-fetch from the start of the period holding the resume point (a daily product
         # resampled to months needs the whole month).

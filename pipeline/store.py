@@ -16,6 +16,8 @@ The root group's attribute `sstcast_committed_steps` is the commit marker, and r
 3. reads the tail back and validates it,
 4. publishes the new length by rewriting the root metadata once (one atomic key).
 
+A writer holds the lock `<store>.lock` (pipeline/lock.py) from reading the committed
+length to the commit, so two writers never interleave these steps; a second one fails.
 A process killed anywhere before step 4 leaves the old committed view intact; the next append
 starts again from the committed length and overwrites the uncommitted tail. Consolidated
 metadata is never used, because a second metadata copy could disagree with the marker.
@@ -33,12 +35,16 @@ import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import fsspec
 import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
 
+from pipeline.lock import store_lock
+
 FORMAT = "sstcast-sst-store/1"
+FORECAST_FORMAT = "sstcast-forecast-store/1"
 COMMITTED = "sstcast_committed_steps"
 PRELIMINARY = "sstcast_preliminary_from"
 TIME_STEP = "sstcast_time_step"
@@ -92,6 +98,34 @@ def store_exists(url) -> bool:
     """True when `url` holds an sstcast store with at least one committed write."""
     group = _open_group(_url(url))
     return group is not None and COMMITTED in group.attrs
+
+
+def store_kind(url) -> str:
+    """What `url` holds: "absent" (nothing, or an empty folder), "sst" (an sstcast SST store),
+    "forecast" (a forecast store) or "other" (a file, other files, another zarr store).
+    Writers use it to refuse overwriting anything but their own kind of store."""
+    url = _url(url)
+    fs, path = fsspec.core.url_to_fs(url)
+    fs.invalidate_cache()
+    if not fs.exists(path):
+        return "absent"
+    if not fs.isdir(path):
+        return "other"
+    if not fs.ls(path):
+        return "absent"
+    group = _open_group(url)
+    if group is None:
+        return "other"
+    kind = {FORMAT: "sst", FORECAST_FORMAT: "forecast"}.get(group.attrs.get("sstcast_format"))
+    if kind is None and "sst" in group and "sstcast_format" not in group.attrs:
+        # forecast stores written before they carried the format attribute
+        sst = group["sst"]
+        dims = getattr(sst.metadata, "dimension_names", None) or sst.attrs.get(
+            "_ARRAY_DIMENSIONS", ()
+        )
+        if tuple(dims) == ("init_time", "lead", "lat", "lon"):
+            kind = "forecast"
+    return kind or "other"
 
 
 def open_store(url) -> xr.Dataset:
@@ -299,15 +333,41 @@ def write_store(
     store's preliminary marker, which are overwritten. `preliminary_from`: the first time of
     `ds` that comes from preliminary input (None: all final). `provenance`: attributes to
     record (source, URLs, retrieval time). Raises StoreError for data that does not fit
-    (another grid, a gap in time) and StoreWriteError for I/O failures.
+    (another grid, a gap in time) or a path holding anything but an sstcast SST store, and
+    StoreWriteError for I/O failures. The write holds the store's lock (`pipeline.lock`);
+    `StoreLocked` says which process holds it when another writer is at work.
     """
     url = _url(url)
     validate_dataset(ds)
     step = time_step or ds.attrs.get(TIME_STEP) or infer_time_step(ds["time"].values)
+    # One writer at a time: the state read below must not change until the commit.
+    with store_lock(url):
+        return _write(ds, url, step, preliminary_from, provenance)
+
+
+def check_target(url) -> None:
+    """Raise StoreError unless `url` is a new path, an empty folder or an sstcast SST store:
+    creating a store clears its folder, so never do that to files that are not ours."""
+    url = _url(url)
+    kind = store_kind(url)
+    if kind not in ("absent", "sst"):
+        what = "a forecast store" if kind == "forecast" else "other files"
+        raise StoreError(
+            f"url: expected a new path, an empty folder or an sstcast SST store, got {url!r} "
+            f"holding {what}; refusing to overwrite it"
+        )
+
+
+def _write(ds, url, step, preliminary_from, provenance) -> WriteResult:
     group = _open_group(url)
+    if group is None:
+        check_target(url)
     attrs = dict(group.attrs) if group is not None else {}
     if group is not None and attrs.get("sstcast_format") not in (None, FORMAT):
-        raise StoreError(f"url: {url!r} holds a different store format {attrs['sstcast_format']!r}")
+        raise StoreError(
+            f"url: expected an sstcast SST store ({FORMAT!r}), got {url!r} holding "
+            f"{attrs['sstcast_format']!r}; refusing to overwrite it"
+        )
     if group is not None and attrs.get("sstcast_format") is None and list(group.keys()):
         raise StoreError(
             f"url: {url!r} is a zarr store but not an sstcast store; refusing to overwrite it"

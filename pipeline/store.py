@@ -29,7 +29,10 @@ step still holds a valid value (preliminary or final) and the marker still says 
 from __future__ import annotations
 
 import errno
+import os
+import shutil
 import warnings
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -241,6 +244,37 @@ def _encoding(ds: xr.Dataset) -> dict:
     }
 
 
+def io_failure(code: int | None) -> str:
+    """What a write's errno means in words ("disk full", ...); shared by every writer
+    (store, training run, synthetic cache) so a full disk reads the same everywhere."""
+    return {
+        errno.ENOSPC: "disk full",
+        errno.EACCES: "permission denied",
+        errno.EROFS: "read-only file system",
+    }.get(code, "I/O error")
+
+
+@contextmanager
+def guard_write(path, partial=None):
+    """Turn a failed file write into one StoreWriteError naming `path`, after removing the
+    `partial` file (a full disk must not stay at 100 %). netCDF/HDF and torch report a full
+    disk as RuntimeError without an errno, so the free space decides then."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        code = getattr(error, "errno", None)
+        if code is None:
+            folder = os.path.dirname(os.path.abspath(path))
+            code = errno.ENOSPC if shutil.disk_usage(folder).free < (1 << 20) else errno.EIO
+        if partial is not None:
+            with suppress(OSError):
+                os.unlink(partial)
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise StoreWriteError(
+            code, f"writing {path} failed ({io_failure(code)}: {detail}); nothing partial left"
+        ) from error
+
+
 def _io_errors(url: str, committed: int):
     """Context manager turning OSError into StoreWriteError that says what state remains."""
     from contextlib import contextmanager
@@ -250,11 +284,7 @@ def _io_errors(url: str, committed: int):
         try:
             yield
         except (OSError, PermissionError) as error:
-            what = {
-                errno.ENOSPC: "disk full",
-                errno.EACCES: "permission denied",
-                errno.EROFS: "read-only file system",
-            }.get(error.errno, "I/O error")
+            what = io_failure(error.errno)
             raise StoreWriteError(
                 error.errno,
                 f"writing the store {url!r} failed ({what}: {error}); the store keeps its "

@@ -269,7 +269,8 @@ def guard_write(path, partial=None):
         if partial is not None:
             with suppress(OSError):
                 os.unlink(partial)
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        text = getattr(error, "strerror", None) or str(error).strip() or type(error).__name__
+        detail = text.splitlines()[0]
         raise StoreWriteError(
             code, f"writing {path} failed ({io_failure(code)}: {detail}); nothing partial left"
         ) from error

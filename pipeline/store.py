@@ -286,6 +286,7 @@ def _io_errors(url: str, committed: int):
             yield
         except (OSError, PermissionError) as error:
             what = io_failure(error.errno)
+            _drop_tail(url, committed)
             raise StoreWriteError(
                 error.errno,
                 f"writing the store {url!r} failed ({what}: {error}); the store keeps its "
@@ -293,6 +294,17 @@ def _io_errors(url: str, committed: int):
             ) from error
 
     return guard()
+
+
+def _drop_tail(url: str, committed: int) -> None:
+    """Best effort after a failed write: shrink time/sst to the committed length, which
+    deletes the uncommitted tail's chunks (on a full disk they would keep it at 100 %, and
+    plain `xr.open_zarr` readers would see them)."""
+    with suppress(Exception):
+        group = zarr.open_group(url, mode="r+", zarr_format=3)
+        for name in ("sst", "time"):  # chunks first: deleting frees the space metadata needs
+            if name in group and group[name].shape[0] > committed:
+                group[name].resize((committed, *group[name].shape[1:]))
 
 
 def write_store(

@@ -116,3 +116,28 @@ def test_another_write_failure_is_not_called_disk_full(tmp_path, monkeypatch):
     with pytest.raises(StoreWriteError, match=r"failed \(I/O error: NetCDF: HDF error\)"):
         synthetic.write_cobe2(tmp_path / "sst.nc", "2000-01", "2000-03", resolution=10.0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_while_appending_drops_the_uncommitted_tail(
+    tmp_path, monkeypatch, make_ar1_sst
+):
+    from pipeline import store as store_module
+
+    ar1_sst = make_ar1_sst
+    url = str(tmp_path / "s.zarr")
+    store_module.write_store(ar1_sst("1980-01", "1989-12"), url)  # 120 steps: one time chunk
+    real = store_module._validate_region
+
+    def full(url, start, end, step):  # the tail's chunks are on disk when the disk fills
+        real(url, start, end, step)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_module, "_validate_region", full)
+    with pytest.raises(StoreWriteError, match=r"disk full.*120 time steps"):
+        store_module.write_store(ar1_sst("1980-01", "2009-12"), url)
+    chunks = [p for p in (tmp_path / "s.zarr" / "sst" / "c").rglob("*") if p.is_file()]
+    time_chunks = {p.relative_to(tmp_path / "s.zarr" / "sst" / "c").parts[0] for p in chunks}
+    assert time_chunks == {"0"}  # the chunk files of steps 120..359 are gone
+    assert xr.open_zarr(url, consolidated=False).sizes["time"] == 120  # plain readers too
+    monkeypatch.setattr(store_module, "_validate_region", real)
+    assert store_module.write_store(ar1_sst("1980-01", "2009-12"), url).total == 360

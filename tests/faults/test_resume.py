@@ -53,6 +53,12 @@ def test_a_train_that_fails_leaves_no_empty_run_folder(model_store, tmp_path, ti
     with pytest.raises(ValueError, match="train_end"):
         train(model_store, tmp_path / "run", config=tiny_config, train_end="1700-01")
     assert not (tmp_path / "run").exists()
+    mine = tmp_path / "mine"  # but a folder the caller made is theirs: left as it was
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError):
+        train(model_store, mine, config=tiny_config, train_end="1700-01")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 
 
 def test_a_train_that_fails_before_its_first_checkpoint_leaves_no_folder(
@@ -66,11 +72,3 @@ def test_a_train_that_fails_before_its_first_checkpoint_leaves_no_folder(
         train(model_store, tmp_path / "new" / "run", config=tiny_config)
     assert not (tmp_path / "new" / "run").exists()
 
-
-def test_a_failed_train_keeps_a_folder_it_did_not_create(model_store, tmp_path, tiny_config):
-    run = tmp_path / "mine"
-    run.mkdir()
-    (run / "notes.txt").write_text("keep me")
-    with pytest.raises(ValueError):
-        train(model_store, run, config=tiny_config, train_end="1700-01")
-    assert (run / "notes.txt").read_text() == "keep me"

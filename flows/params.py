@@ -11,11 +11,22 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pipeline.config import MAX_STEPS
 
 
 class _Params(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="after")
+    def _span(self):
+        # Every start/end pair here is refused when reversed, rather than being a no-op run.
+        for first, last in (("start", "end"), ("forecast_start", "forecast_end")):
+            a, b = getattr(self, first, None), getattr(self, last, None)
+            if a is not None and b is not None and b < a:
+                raise ValueError(f"{last}: expected a date on or after {first}={a}, got {b}")
+        return self
 
 
 class IngestParameters(_Params):
@@ -30,7 +41,8 @@ class IngestParameters(_Params):
     end: dt.date | None = Field(None, description="last date to fetch (default: latest)")
     cache_dir: str | None = Field(None, description="download folder (default: next to "
                                   "the store)")
-    grid: float | None = Field(None, gt=0, description="regrid to this resolution in degrees")
+    grid: float | None = Field(None, gt=0, allow_inf_nan=False,
+                               description="regrid to this resolution in degrees")
     freq: str | None = Field(None, description="resample a daily product: weekly or monthly")
     units: str | None = Field(None, description="SST units of files that declare none "
                               "(degC or K); such files are refused otherwise")
@@ -66,7 +78,8 @@ class ForecastParameters(_Params):
     out_dir: str = Field(..., description="folder for the forecast stores, metrics, maps")
     start: dt.date | None = Field(None, description="first issue time (default: latest)")
     end: dt.date | None = Field(None, description="last issue time (default: latest)")
-    leads: int | None = Field(None, ge=1, description="leads 1..N (default: model horizon)")
+    leads: int | None = Field(None, ge=1, le=MAX_STEPS,
+                              description="leads 1..N (default: model horizon)")
     truth: str | None = Field(None, description="truth store to score against (default: "
                               "the input store, when it covers the valid times)")
     baselines: tuple[str, ...] = Field(("climatology", "persistence"),
@@ -92,14 +105,16 @@ class PipelineParameters(_Params):
     mirror: str | None = Field(None, description="base URL override for the source")
     start: dt.date | None = Field(None, description="first date to ingest")
     end: dt.date | None = Field(None, description="last date to ingest")
-    grid: float | None = Field(None, gt=0, description="regrid to this resolution (degrees)")
+    grid: float | None = Field(None, gt=0, allow_inf_nan=False,
+                               description="regrid to this resolution (degrees)")
     config: str = Field("default", description="model preset name or TOML path")
     train_end: dt.date | None = Field(None, description="last training date; later data is "
                                       "held out and forecast (hindcast)")
     forecast_start: dt.date | None = Field(None, description="first issue time of the "
                                            "hindcast (default: latest time)")
     forecast_end: dt.date | None = Field(None, description="last issue time")
-    leads: int | None = Field(None, ge=1, description="leads 1..N (default: model horizon)")
+    leads: int | None = Field(None, ge=1, le=MAX_STEPS,
+                              description="leads 1..N (default: model horizon)")
     retrain: bool = Field(False, description="train a new run even when runs/ already "
                           "holds a trained one")
 

@@ -62,11 +62,18 @@ class ModelConfig(_Frozen):
     )
 
 
+# Steps of a window: 27 years of daily data, 40x the paper's 208. The model allocates
+# (batch, context + horizon) arrays, so an unbounded value fails only after gigabytes.
+MAX_STEPS = 10_000
+
+
 class WindowConfig(_Frozen):
     """Sequence windows per ocean location, in time steps of the store."""
 
-    context: int = Field(120, ge=2, description="observed steps fed to the encoder")
-    horizon: int = Field(48, ge=1, description="forecast steps (leads 1..horizon)")
+    context: int = Field(120, ge=2, le=MAX_STEPS, description="observed steps fed to the "
+                         "encoder")
+    horizon: int = Field(48, ge=1, le=MAX_STEPS, description="forecast steps (leads "
+                         "1..horizon)")
     stride: int = Field(1, ge=1, description="steps between consecutive issue times")
     location_stride: int = Field(
         2, ge=1, description="use every n-th grid row and column for training"

@@ -3,8 +3,12 @@
 - Streams to `<file>.part` and renames on success, so a file in the cache is always whole.
 - Resumes a `.part` with an HTTP Range request where the server allows it (206), restarts
   otherwise (200).
-- Retries timeouts, dropped connections and 5xx with exponential backoff; a 404 is a clear
-  error naming the URL (except trailing days of a daily product that are not published yet).
+- Retries dropped connections and 5xx with exponential backoff; a 404 is a clear error naming
+  the URL (except trailing days of a daily product that are not published yet). A server
+  silent for TIMEOUT_S is reported at once, 401/403 are never retried, and every file has an
+  overall DEADLINE_S (all attempts together), so a trickling mirror cannot hold a run forever.
+- Credentials in a mirror URL (`https://user:TOKEN@host/...`) are sent as HTTP Basic auth and
+  shown as `***` in every error message and note.
 - Checks each download opens as netCDF with the expected variable and coordinates before it
   is accepted; accepted files get a `<file>.ok` note (size, and for files updated in place,
   the server's Last-Modified/Content-Length) so they are not fetched or opened again.
@@ -15,7 +19,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import math
 import os
 import shutil
 import time
@@ -36,7 +42,8 @@ CHUNK = 1 << 20
 MAX_WORKERS = 4
 RETRIES = 5
 BACKOFF_S = 0.2
-TIMEOUT_S = 60.0
+TIMEOUT_S = 60.0  # longest silence of a server (connect, headers, each read)
+DEADLINE_S = 1800.0  # longest download of one file, all attempts together
 
 
 class FetchError(OSError):
@@ -77,6 +84,26 @@ def _local_path(url: str) -> Path:
     return Path(unquote(urlparse(url).path))
 
 
+def redact(url: str) -> str:
+    """`url` with any user:password replaced by `***`, for messages and notes."""
+    parts = urlparse(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+
+
+def _request(url: str, headers: dict | None = None, method: str | None = None):
+    """A Request without the URL's credentials (urllib would take `user:TOKEN@host` for the
+    host name and echo it), sending them as HTTP Basic auth instead."""
+    parts = urlparse(url)
+    headers = dict(headers or {})
+    if parts.username is not None or parts.password is not None:
+        pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    return urllib.request.Request(url, headers=headers, method=method)
+
+
 def _head(url: str, timeout: float) -> _Remote:
     if url.startswith("file://"):
         path = _local_path(url)
@@ -84,19 +111,19 @@ def _head(url: str, timeout: float) -> _Remote:
             raise NotFoundError(f"not found (404): {url}", url)
         stat = path.stat()
         return _Remote(stat.st_size, str(stat.st_mtime_ns))
-    request = urllib.request.Request(url, method="HEAD")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(_request(url, method="HEAD"), timeout=timeout) as response:
             size = response.headers.get("Content-Length")
             return _Remote(int(size) if size else None, response.headers.get("Last-Modified"))
     except urllib.error.HTTPError as error:
         if error.code == 404:
-            raise NotFoundError(f"not found (404): {url}", url) from error
-        raise
+            raise NotFoundError(f"not found (404): {redact(url)}", redact(url)) from None
+        raise FetchError(f"fetching {redact(url)} failed: {error}", redact(url)) from None
 
 
-def _stream(url: str, part: Path, timeout: float) -> _Remote:
-    """One attempt at bringing `part` to the full file, resuming from its current size."""
+def _stream(url: str, part: Path, timeout: float, deadline: float = math.inf) -> _Remote:
+    """One attempt at bringing `part` to the full file, resuming from its current size;
+    `deadline` is a time.monotonic() value."""
     if url.startswith("file://"):
         src = _local_path(url)
         if not src.exists():
@@ -113,15 +140,15 @@ def _stream(url: str, part: Path, timeout: float) -> _Remote:
     headers = {"Range": f"bytes={have}-"} if have else {}
     if have and validator:
         headers["If-Range"] = validator
-    request = urllib.request.Request(url, headers=headers)
+    shown = redact(url)
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = urllib.request.urlopen(_request(url, headers), timeout=timeout)
     except urllib.error.HTTPError as error:
         if error.code == 404:
-            raise NotFoundError(f"not found (404): {url}", url) from error
+            raise NotFoundError(f"not found (404): {shown}", shown) from error
         if error.code == 416 and have:  # our partial file is not a prefix any more
             part.unlink()
-            raise ConnectionError(f"range not satisfiable, restarting {url}") from error
+            raise ConnectionError(f"range not satisfiable, restarting {shown}") from error
         raise
     with response:
         resumed = response.status == 206
@@ -134,36 +161,73 @@ def _stream(url: str, part: Path, timeout: float) -> _Remote:
             else:
                 validator_file.unlink(missing_ok=True)
         with part.open("ab" if resumed else "wb") as out:
-            while block := response.read(CHUNK):
+            # read1: whatever has arrived, so the deadline is checked even while a server
+            # trickles (read(CHUNK) would wait for a whole MiB).
+            while block := response.read1(CHUNK):
                 out.write(block)
+                if time.monotonic() > deadline:
+                    raise _DeadlineError(f"still incomplete after the deadline: {shown}")
         size = part.stat().st_size
         if expected is not None and size != expected:
-            raise ConnectionError(f"connection dropped at {size} of {expected} bytes: {url}")
+            raise ConnectionError(f"connection dropped at {size} of {expected} bytes: {shown}")
         total = response.headers.get("Content-Range", "").rpartition("/")[2]
         full = int(total) if total.isdigit() else size
         validator_file.unlink(missing_ok=True)
         return _Remote(full, response.headers.get("Last-Modified"))
 
 
-def download(url: str, part: Path, *, retries: int = RETRIES, timeout: float = TIMEOUT_S):
-    """Bring `part` to the complete file at `url`, resuming and retrying; returns _Remote.
+class _DeadlineError(TimeoutError):
+    """The overall deadline of one file passed."""
 
-    Raises NotFoundError on 404 and FetchError after `retries` failed attempts.
+
+def _timed_out(error: BaseException) -> bool:
+    return isinstance(error, TimeoutError) or (
+        isinstance(error, urllib.error.URLError) and isinstance(error.reason, TimeoutError)
+    )
+
+
+def download(url: str, part: Path, *, retries=None, timeout=None, deadline=None):
+    """Bring `part` to the complete file at `url`, resuming and retrying; returns _Remote.
+    retries, timeout (longest silence, s), deadline (all attempts, s): default RETRIES,
+    TIMEOUT_S, DEADLINE_S, read when called.
+
+    Raises NotFoundError on 404 and FetchError (the URL without credentials) when the server
+    is silent for `timeout`, refuses (4xx), the deadline passes, or `retries` attempts fail.
     """
+    retries = RETRIES if retries is None else retries
+    timeout = TIMEOUT_S if timeout is None else timeout
+    deadline = DEADLINE_S if deadline is None else deadline
+    shown = redact(url)
+    end = time.monotonic() + deadline
     part.parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(retries):
         try:
-            return _stream(url, part, timeout)
+            return _stream(url, part, min(timeout, max(end - time.monotonic(), 0.01)), end)
         except NotFoundError:
             raise
         except (OSError, HTTPException) as error:
+            # `from None`: the chained urllib error may hold the URL as typed, credentials too.
+            if isinstance(error, _DeadlineError) or time.monotonic() >= end:
+                raise FetchError(
+                    f"fetching {shown} failed: not complete within the deadline of "
+                    f"{deadline:g} s (pipeline.fetch.DEADLINE_S)", shown
+                ) from None
+            if _timed_out(error):  # a silent server rarely answers a second try; say so now
+                raise FetchError(
+                    f"fetching {shown} failed: no data from the server for {timeout:g} s "
+                    "(pipeline.fetch.TIMEOUT_S)", shown
+                ) from None
+            if isinstance(error, urllib.error.HTTPError) and error.code in (401, 403):
+                raise FetchError(
+                    f"fetching {shown} failed: {error} (check the mirror's credentials)", shown
+                ) from None
             if not _is_transient(error) and not isinstance(error, ConnectionError):
-                raise FetchError(f"fetching {url} failed: {error}", url) from error
+                raise FetchError(f"fetching {shown} failed: {error}", shown) from None
             if attempt == retries - 1:
                 raise FetchError(
-                    f"fetching {url} failed after {retries} attempts: {error}", url
-                ) from error
-            time.sleep(BACKOFF_S * 2**attempt)
+                    f"fetching {shown} failed after {retries} attempts: {error}", shown
+                ) from None
+            time.sleep(min(BACKOFF_S * 2**attempt, max(end - time.monotonic(), 0)))
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -239,13 +303,13 @@ def fetch_one(url: str, dest: Path, source: Source, *, variable=None, refresh=Fa
     part = dest.with_name(dest.name + ".part")
     remote = download(url, part)
     try:
-        check_file(part, source, url=url, variable=variable)
+        check_file(part, source, url=redact(url), variable=variable)
     except CorruptFileError:
         part.unlink(missing_ok=True)  # never resume from a corrupt prefix
         raise
     os.replace(part, dest)
     note = {
-        "url": url,
+        "url": redact(url),
         "size": dest.stat().st_size,
         "remote_size": remote.size,
         "modified": remote.modified,
@@ -306,7 +370,7 @@ def _per_step(source: Source, dest_dir: Path, start, end, mirror, workers: int) 
             bar.update()
     found = [i for i, p in enumerate(results) if p is not None]
     if not found:
-        url = source.url(source.relative_path(times[0]), mirror)
+        url = redact(source.url(source.relative_path(times[0]), mirror))
         raise NotFoundError(
             f"not found (404): no {source.name} file for {start}..{end}; first URL tried: {url}",
             url,
@@ -315,7 +379,7 @@ def _per_step(source: Source, dest_dir: Path, start, end, mirror, workers: int) 
     if found[0] != 0:
         gaps.insert(0, 0)
     if gaps:
-        url = source.url(source.relative_path(times[gaps[0]]), mirror)
+        url = redact(source.url(source.relative_path(times[gaps[0]]), mirror))
         raise NotFoundError(f"not found (404): {url} (a gap in the {source.name} files)", url)
     # Trailing steps missing: not published yet (OISST lags by about two weeks); skipped.
     return [p for p in results if p is not None]

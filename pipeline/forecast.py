@@ -51,6 +51,9 @@ def _issue_indices(times: np.ndarray, start, end, context: int) -> np.ndarray:
 
 
 def _lead_values(leads, horizon: int) -> np.ndarray:
+    if np.ndim(leads) == 0 and leads is not None and not 1 <= leads <= horizon:
+        # before np.arange: leads=1e9 would allocate 8 GB only to be refused
+        raise ValueError(f"leads: expected 1..{horizon} (the model's horizon), got {leads}")
     values = np.arange(1, horizon + 1) if leads is None else (
         np.arange(1, int(leads) + 1) if np.ndim(leads) == 0 else np.asarray(leads, dtype=int)
     )

@@ -8,6 +8,7 @@ Two steps that flows can wrap as separate tasks:
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from contextlib import contextmanager
@@ -261,6 +262,30 @@ def default_cache_dir(source: Source) -> Path:
     return base / "sstcast" / source.name
 
 
+FIRST_DATE = pd.Timestamp("1850-01-01")  # the store's time origin; no product starts earlier
+
+
+def check_span(start, end) -> None:
+    """Refuse dates outside 1850-01-01..today and start > end, before anything is fetched
+    (a far end means thousands of requests; start > end would be a silent no-op)."""
+    today = pd.Timestamp.now().normalize()
+    parsed = {}
+    for name, value in (("start", start), ("end", end)):
+        if value is None:
+            continue
+        try:
+            parsed[name] = pd.Timestamp(value)
+        except (ValueError, TypeError):
+            raise ValueError(f"{name}: expected a date YYYY-MM[-DD], got {value!r}") from None
+        if not FIRST_DATE <= parsed[name] <= today + pd.offsets.MonthEnd(0):
+            raise ValueError(
+                f"{name}: expected a date from {FIRST_DATE:%Y-%m-%d} to today "
+                f"({today:%Y-%m-%d}), got {value!r}"
+            )
+    if len(parsed) == 2 and parsed["start"] > parsed["end"]:
+        raise ValueError(f"start, end: expected start <= end, got start={start!r} > end={end!r}")
+
+
 def ingest(
     source: str | Source = DEFAULT_SOURCE,
     store=None,
@@ -283,6 +308,11 @@ def ingest(
     """
     if store is None:
         raise ValueError("store: expected a path or fsspec URL for the zarr store, got None")
+    for name, value in (("grid", grid), ("resolution", resolution)):
+        if value is not None and not (isinstance(value, int | float) and math.isfinite(value)
+                                      and value > 0):
+            raise ValueError(f"{name}: expected a positive number of degrees, got {value!r}")
+    check_span(start, end)
     entry = get_source(source, resolution=resolution)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(entry)
     fetch_start = start

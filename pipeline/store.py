@@ -31,7 +31,10 @@ step still holds a valid value (preliminary or final) and the marker still says 
 from __future__ import annotations
 
 import errno
+import os
+import shutil
 import warnings
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -295,6 +298,38 @@ def _encoding(ds: xr.Dataset) -> dict:
     }
 
 
+def io_failure(code: int | None) -> str:
+    """What a write's errno means in words ("disk full", ...); shared by every writer
+    (store, training run, synthetic cache) so a full disk reads the same everywhere."""
+    return {
+        errno.ENOSPC: "disk full",
+        errno.EACCES: "permission denied",
+        errno.EROFS: "read-only file system",
+    }.get(code, "I/O error")
+
+
+@contextmanager
+def guard_write(path, partial=None):
+    """Turn a failed file write into one StoreWriteError naming `path`, after removing the
+    `partial` file (a full disk must not stay at 100 %). netCDF/HDF and torch report a full
+    disk as RuntimeError without an errno, so the free space decides then."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        code = getattr(error, "errno", None)
+        if code is None:
+            folder = os.path.dirname(os.path.abspath(path))
+            code = errno.ENOSPC if shutil.disk_usage(folder).free < (1 << 20) else errno.EIO
+        if partial is not None:
+            with suppress(OSError):
+                os.unlink(partial)
+        text = getattr(error, "strerror", None) or str(error).strip() or type(error).__name__
+        detail = text.splitlines()[0]
+        raise StoreWriteError(
+            code, f"writing {path} failed ({io_failure(code)}: {detail}); nothing partial left"
+        ) from error
+
+
 def _io_errors(url: str, committed: int):
     """Context manager turning OSError into StoreWriteError that says what state remains."""
     from contextlib import contextmanager
@@ -304,11 +339,8 @@ def _io_errors(url: str, committed: int):
         try:
             yield
         except (OSError, PermissionError) as error:
-            what = {
-                errno.ENOSPC: "disk full",
-                errno.EACCES: "permission denied",
-                errno.EROFS: "read-only file system",
-            }.get(error.errno, "I/O error")
+            what = io_failure(error.errno)
+            _drop_tail(url, committed)
             raise StoreWriteError(
                 error.errno,
                 f"writing the store {url!r} failed ({what}: {error}); the store keeps its "
@@ -316,6 +348,17 @@ def _io_errors(url: str, committed: int):
             ) from error
 
     return guard()
+
+
+def _drop_tail(url: str, committed: int) -> None:
+    """Best effort after a failed write: shrink time/sst to the committed length, which
+    deletes the uncommitted tail's chunks (on a full disk they would keep it at 100 %, and
+    plain `xr.open_zarr` readers would see them)."""
+    with suppress(Exception):
+        group = zarr.open_group(url, mode="r+", zarr_format=3)
+        for name in ("sst", "time"):  # chunks first: deleting frees the space metadata needs
+            if name in group and group[name].shape[0] > committed:
+                group[name].resize((committed, *group[name].shape[1:]))
 
 
 def write_store(

@@ -26,6 +26,8 @@ import pandas as pd
 import xarray as xr
 from scipy.signal import lfilter
 
+from pipeline.store import guard_write
+
 EPOCH = pd.Timestamp("1850-01-01")
 FREEZING = -1.8  # °C, sea water under ice
 NOISE_KNOT_DAYS = 8  # spacing of the red-noise knots in time
@@ -486,8 +488,9 @@ def _write_atomic(ds: xr.Dataset, path, encoding: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
-    tmp.replace(path)
+    with guard_write(path, partial=tmp):  # disk full: the store's message, no .tmp left
+        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
+        tmp.replace(path)
     return path
 
 

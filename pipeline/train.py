@@ -18,6 +18,8 @@ import contextlib
 import json
 import math
 import os
+import pickle
+import shutil
 import signal
 import threading
 import time
@@ -31,6 +33,7 @@ from tqdm.auto import tqdm
 from pipeline.climatology import fit_climatology, open_sst
 from pipeline.config import Config, config_from_dict
 from pipeline.model import MechanisticIdentifier
+from pipeline.store import guard_write
 from pipeline.windows import (
     BlockBatchSampler,
     WindowDataset,
@@ -80,7 +83,19 @@ def load_checkpoint(path) -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (EOFError, pickle.UnpicklingError, RuntimeError, OSError, ValueError) as error:
+        # Truncated or foreign files fail deep in torch with multi-line messages; one line
+        # naming the file is what a user can act on.
+        detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(
+            f"checkpoint {path} is corrupt or truncated ({type(error).__name__}: {detail}); "
+            "delete it, or train again"
+        ) from None
+    if not isinstance(state, dict) or "config" not in state or "model" not in state:
+        raise ValueError(f"checkpoint {path} is not an sstcast checkpoint (no config/model)")
+    return state
 
 
 def load_model(run_dir) -> tuple[MechanisticIdentifier, Config, dict]:
@@ -110,8 +125,26 @@ def _lr_at(step: int, config: Config, time_fraction: float = 0.0) -> float:
 def _save(path: Path, payload: dict) -> None:
     """Write atomically: an interrupted save never leaves a truncated checkpoint."""
     tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with guard_write(path, partial=tmp):
+        # A file object, not a path: torch then raises the OSError (ENOSPC) of the write
+        # instead of an opaque "inline_container.cc" RuntimeError.
+        with open(tmp, "wb") as handle:
+            torch.save(payload, handle)
+        os.replace(tmp, path)
+
+
+def _trim_log(path: Path, step: int | None) -> None:
+    """Keep the records of steps <= `step` (None: none), so a resumed run does not log the
+    steps after its checkpoint twice; a torn last line is dropped too."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines() if step is not None else []:
+        with contextlib.suppress(ValueError):
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line + "\n")
+    with guard_write(path):
+        path.write_text("".join(kept))
 
 
 class _StopFlag:
@@ -215,6 +248,20 @@ def train(
     train_end=None,
     progress: Callable[[float, dict], None] | None = None,
 ) -> Path:
+    """See `_train`. A run folder this call created is removed again when training fails
+    before its first checkpoint: without last.pt it can be neither resumed nor used."""
+    run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    try:
+        return _train(store, run_dir, config=config, resume=resume, train_end=train_end,
+                      progress=progress)
+    except BaseException:
+        if created and not (run_dir / LAST).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _train(store, run_dir: Path, *, config, resume, train_end, progress) -> Path:
     """Train on the store's data at or before `train_end` (default: all of it), holding out
     the last `config.train.val_steps` steps of that for validation. Returns the path of the
     checkpoint to forecast with (best validation weights).
@@ -264,7 +311,8 @@ def train(
     device = default_device()
     dist = _Distributed(device)
     if dist.rank == 0 and not stats_path.exists():
-        stats.to_netcdf(stats_path)
+        with guard_write(stats_path, partial=stats_path):
+            stats.to_netcdf(stats_path)
     train_data = WindowDataset(store, stats, train_split, config.window)
     val_data = (
         WindowDataset(store, stats, val_split, config.window, locations=train_data.locations)
@@ -286,6 +334,8 @@ def train(
         optimiser.load_state_dict(state["optimiser"])
         progress_state.update(state["progress"])
         torch.set_rng_state(state["rng"])
+    if dist.rank == 0:
+        _trim_log(run_dir / LOG, None if state is None else progress_state["step"])
     net = model
     if dist.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -316,7 +366,7 @@ def train(
 
     def log(record: dict) -> None:
         if dist.rank == 0:
-            with open(run_dir / LOG, "a") as handle:
+            with guard_write(run_dir / LOG), open(run_dir / LOG, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
 
     p = progress_state

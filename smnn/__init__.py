@@ -3,8 +3,8 @@
 It needs torch (and numpy) only; with numba installed, CPU solves run on compiled kernels
 (method "compiled", the default on CPU), loaded on first use.
 
-`ode_forward` solves the linear-ODE least-squares problem of the project design notes in time and memory
-linear in the number of steps; `ODELayer` wraps it as a module; `smnn.reference` holds the
+`ode_forward` solves the linear-ODE least-squares problem in time and memory linear in the
+number of steps; `ODELayer` wraps it as a module; `smnn.reference` holds the
 dense ground truth and `smnn.compat` drop-ins for code written for the original MNN layers
 and for the published S-MNN `ode_forward`. `SolveError` (a ValueError) is what every method
 raises for input it cannot solve for its values (non-finite numbers, a normal matrix that is

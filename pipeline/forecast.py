@@ -19,7 +19,8 @@ import torch
 import xarray as xr
 
 from pipeline.climatology import open_sst, seasonal_index, time_step
-from pipeline.forecast_store import ForecastWriter, check_output
+from pipeline.forecast_store import ForecastWriter
+from pipeline.store import check_writable
 from pipeline.train import STATS, default_device, load_model
 from pipeline.windows import covariates, normalised_anomalies, ocean_locations
 from smnn import SolveError
@@ -161,7 +162,7 @@ def hindcast(
     else there (the input SST store, other files) is refused."""
     if not isinstance(every, int) or every < 1:
         raise ValueError(f"every: expected a positive integer, got {every!r}")
-    check_output(str(out), overwrite)  # before loading the model: fail fast
+    check_writable(str(out), "forecast", "out", overwrite)  # before loading the model
     runner = _Runner(run_dir, store, batch_size)
     window = runner.config.window
     issues = _issue_indices(runner.times, start, end, window.context)[::every]

@@ -14,9 +14,9 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.climatology import TimeStep
-from pipeline.store import FORECAST_FORMAT, StoreError, store_kind
+from pipeline.store import FORECAST_FORMAT, check_writable
 
-__all__ = ["ForecastWriter", "check_output", "open_forecast", "valid_times"]
+__all__ = ["ForecastWriter", "open_forecast", "valid_times"]
 
 
 def valid_times(inits: np.ndarray, leads: np.ndarray, step: TimeStep) -> np.ndarray:
@@ -38,7 +38,7 @@ class ForecastWriter:
         self, out, *, inits, leads, lat, lon, step: TimeStep, attrs: dict, overwrite=False
     ):
         self.out = str(out)
-        check_output(self.out, overwrite)
+        check_writable(self.out, "forecast", "out", overwrite)
         inits = np.asarray(pd.DatetimeIndex(np.atleast_1d(inits)).values, dtype="datetime64[ns]")
         leads = np.asarray(leads, dtype=np.int64)
         if leads.ndim != 1 or len(leads) == 0 or leads.min() < 1:
@@ -83,23 +83,6 @@ class ForecastWriter:
     @property
     def path(self) -> Path | str:
         return Path(self.out) if "://" not in self.out else self.out
-
-
-def check_output(out: str, overwrite: bool = False) -> None:
-    """Raise StoreError (a ValueError) unless the forecast store `out` may be (re)created."""
-    kind = store_kind(out)
-    if kind == "absent" or (kind == "forecast" and overwrite):
-        return
-    if kind == "forecast":
-        raise StoreError(
-            f"out: expected a new path or an empty folder, got the existing forecast store "
-            f"{out!r}; pass overwrite=True (--overwrite) to replace it"
-        )
-    what = "an SST store (forecast input?)" if kind == "sst" else "other files"
-    raise StoreError(
-        f"out: expected a new path, an empty folder or a forecast store, got {out!r} holding "
-        f"{what}; refusing to overwrite it"
-    )
 
 
 def _attr(value):

@@ -26,7 +26,7 @@ from pipeline.store import (
     PRELIMINARY,
     TIME_STEP,
     _open_group,
-    check_target,
+    check_writable,
     expected_times,
     open_store,
     write_store,
@@ -166,14 +166,8 @@ def files_to_store(
         mask = preprocess.mask_from_data(sst)
     ds = preprocess.apply_mask(sst, mask)
     # Refuse implausible values of the steps to be written, before anything is written.
-    native_times = pd.DatetimeIndex(ds["time"].values)
-    wanted = np.ones(native_times.size, dtype=bool)
-    if first is not None:
-        wanted &= native_times >= _period(first, native)
-    if end is not None:
-        wanted &= native_times <= pd.Timestamp(end)
-    picked = np.flatnonzero(wanted)
-    per_step = len(data_files) == native_times.size
+    picked = _within(ds["time"].values, None if first is None else _period(first, native), end)
+    per_step = len(data_files) == ds.sizes["time"]
     preprocess.check_values(
         ds["sst"].isel(time=picked), [data_files[i] for i in picked] if per_step else data_files
     )
@@ -186,13 +180,7 @@ def files_to_store(
         if stored["mask"].shape == ds["mask"].shape:
             ds["mask"] = stored["mask"].load().assign_coords(lat=ds.lat, lon=ds.lon)
             ds["sst"] = ds["sst"].where(ds["mask"])
-    times = pd.DatetimeIndex(ds["time"].values)
-    keep = np.ones(times.size, dtype=bool)
-    if first is not None:
-        keep &= times >= first
-    if end is not None:
-        keep &= times <= pd.Timestamp(end)
-    ds = ds.isel(time=np.flatnonzero(keep))
+    ds = ds.isel(time=_within(ds["time"].values, first, end))
     if ds.sizes["time"] == 0:
         return _result(result_base, len(data_files), 0, 0, store)
     prelim_days = [_file_date(f) for f in data_files if _is_preliminary(f)]
@@ -209,6 +197,17 @@ def files_to_store(
         ds, store, time_step=step, preliminary_from=prelim_from, provenance=provenance
     )
     return _result(result_base, len(data_files), written.added, written.replaced, store)
+
+
+def _within(times, first, end) -> np.ndarray:
+    """Indices of `times` in [first, end] (None: open)."""
+    times = pd.DatetimeIndex(times)
+    keep = np.ones(times.size, dtype=bool)
+    if first is not None:
+        keep &= times >= first
+    if end is not None:
+        keep &= times <= pd.Timestamp(end)
+    return np.flatnonzero(keep)
 
 
 def _period(t: pd.Timestamp, native: str) -> pd.Timestamp:
@@ -318,7 +317,7 @@ def ingest(
     fetch_start = start
     resume = resume_point(store)
     if resume is None:
-        check_target(store)  # before fetching anything: a path we would refuse to write
+        check_writable(store, "sst", "url")  # before fetching anything
     if entry.files != "single" and resume is not None:
         # Re-fetch from the start of the period holding the resume point (a daily product
         # resampled to months needs the whole month).

@@ -332,7 +332,6 @@ def guard_write(path, partial=None):
 
 def _io_errors(url: str, committed: int):
     """Context manager turning OSError into StoreWriteError that says what state remains."""
-    from contextlib import contextmanager
 
     @contextmanager
     def guard():
@@ -388,23 +387,35 @@ def write_store(
         return _write(ds, url, step, preliminary_from, provenance)
 
 
-def check_target(url) -> None:
-    """Raise StoreError unless `url` is a new path, an empty folder or an sstcast SST store:
-    creating a store clears its folder, so never do that to files that are not ours."""
+_HOLDING = {"sst": "an SST store (forecast input?)", "forecast": "a forecast store",
+            "other": "other files"}
+_OWN = {"sst": "an sstcast SST store", "forecast": "a forecast store"}
+
+
+def check_writable(url, kind: str, argument: str, overwrite: bool = True) -> None:
+    """Raise StoreError unless `url` is a new path, an empty folder or (with `overwrite`) a
+    store of `kind` ("sst" or "forecast"): creating a store clears its folder, so never do
+    that to files that are not ours. `argument` names the parameter in the message."""
     url = _url(url)
-    kind = store_kind(url)
-    if kind not in ("absent", "sst"):
-        what = "a forecast store" if kind == "forecast" else "other files"
+    found = store_kind(url)
+    if found == "absent" or (found == kind and overwrite):
+        return
+    if found == kind:
         raise StoreError(
-            f"url: expected a new path, an empty folder or an sstcast SST store, got {url!r} "
-            f"holding {what}; refusing to overwrite it"
+            f"{argument}: expected a new path or an empty folder, got the existing "
+            f"{_OWN[kind].split(' ', 1)[1]} {url!r}; pass overwrite=True (--overwrite) to "
+            "replace it"
         )
+    raise StoreError(
+        f"{argument}: expected a new path, an empty folder or {_OWN[kind]}, got {url!r} "
+        f"holding {_HOLDING[found]}; refusing to overwrite it"
+    )
 
 
 def _write(ds, url, step, preliminary_from, provenance) -> WriteResult:
     group = _open_group(url)
     if group is None:
-        check_target(url)
+        check_writable(url, "sst", "url")
     attrs = dict(group.attrs) if group is not None else {}
     if group is not None and attrs.get("sstcast_format") not in (None, FORMAT):
         raise StoreError(

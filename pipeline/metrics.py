@@ -27,6 +27,7 @@ __all__ = [
     "MetricsResult",
     "aggregate",
     "evaluate",
+    "index_correlation",
     "lat_weights",
     "region_mask",
     "weighted_scores",
@@ -99,6 +100,76 @@ def weighted_scores(
     return {"mse": mse, "bias": bias, "acc": acc}
 
 
+def _scoring_inputs(fc, tr, climatology_start, climatology_end):
+    """What every score of forecast `fc` against truth `tr` needs: a function times ->
+    truth fields (NaN where unobserved), the climatology (season, Y, X), the time step, the
+    ocean area weights (Y, X) and the climatology period."""
+    start = climatology_start or fc.attrs.get("climatology_start")
+    end = climatology_end or fc.attrs.get("climatology_end")
+    if end is None:
+        raise ValueError(
+            "climatology_end: the forecast has no climatology_end attribute; pass the end "
+            "of the training period"
+        )
+    if not (np.array_equal(fc.lat.values, tr.lat.values) and np.array_equal(
+        fc.lon.values, tr.lon.values
+    )):
+        raise ValueError("forecast and truth: expected the same lat/lon grid")
+    step = time_step(tr.time.values)
+    clim = fit_climatology(tr.sst, start=start, end=end)["clim"].values  # (season, Y, X)
+    times = np.concatenate([fc.init_time.values, fc.valid_time.values.ravel()])
+    needed = pd.DatetimeIndex(tr.time.values).intersection(pd.DatetimeIndex(times))
+    observed = tr.sst.sel(time=needed).load()
+
+    def at(times):  # (N,) -> (N, Y, X), NaN where the truth store has no such time
+        return observed.reindex(time=times).values
+
+    ocean = np.isfinite(clim).all(0)
+    if "mask" in tr:
+        ocean &= tr["mask"].values.astype(bool)
+    weights = lat_weights(tr.lat.values)[:, None] * ocean
+    return at, clim, step, weights, (start, end)
+
+
+def index_correlation(
+    forecast, truth, *, region: str = "nino34", climatology_start=None, climatology_end=None
+) -> pd.DataFrame:
+    """Correlation over issue times of a regional index, per lead.
+
+    The index is the area-weighted mean anomaly (against the training-period climatology)
+    over the ocean points of `region`; for each lead, the Pearson (centred) correlation of
+    the forecast index with the observed index over the issue times whose valid time is
+    observed. Returns a table with columns lead, r, n.
+    """
+    fc = open_forecast(forecast)
+    tr = open_sst(truth)
+    at, clim, step, weights, _ = _scoring_inputs(fc, tr, climatology_start, climatology_end)
+    weights = weights * region_mask(tr.lat.values, tr.lon.values, region)
+    if weights.sum() == 0:
+        raise ValueError(f"region: {region!r} holds no ocean point of this grid")
+
+    def index(values, normals):  # (N, Y, X) -> (N,)
+        anomaly = values - normals
+        ok = np.isfinite(anomaly) & (weights > 0)
+        w = np.where(ok, weights, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (np.where(ok, anomaly, 0.0) * w).sum((1, 2)) / w.sum((1, 2))
+
+    sst = fc.sst.mean("member") if "member" in fc.sst.dims else fc.sst
+    rows = []
+    for li, lead in enumerate(fc.lead.values):
+        vt = fc.valid_time.values[:, li]
+        normals = clim[seasonal_index(vt, step)]
+        observed = index(at(vt), normals)
+        predicted = index(sst.isel(lead=li).values, normals)
+        ok = np.isfinite(observed) & np.isfinite(predicted)
+        r = np.nan
+        if ok.sum() >= 3 and np.std(predicted[ok]) > 0 and np.std(observed[ok]) > 0:
+            r = float(np.corrcoef(predicted[ok], observed[ok])[0, 1])
+        rows.append({"lead": int(lead), "r": r, "n": int(ok.sum())})
+    return pd.DataFrame(rows)
+
+
 def aggregate(scores: dict[str, np.ndarray]) -> dict[str, float]:
     """Issue-time mean of per-sample scores: rmse = sqrt(mean mse), bias, acc; n samples."""
     mse = scores["mse"]
@@ -142,37 +213,14 @@ def evaluate(
     """
     fc = open_forecast(forecast)
     tr = open_sst(truth)
-    start = climatology_start or fc.attrs.get("climatology_start")
-    end = climatology_end or fc.attrs.get("climatology_end")
-    if end is None:
-        raise ValueError(
-            "climatology_end: the forecast has no climatology_end attribute; pass the end "
-            "of the training period"
-        )
     regions = list(regions or REGIONS)
     for region in regions:
         region_mask(fc.lat.values, fc.lon.values, region)  # validates the name
-    if not (np.array_equal(fc.lat.values, tr.lat.values) and np.array_equal(
-        fc.lon.values, tr.lon.values
-    )):
-        raise ValueError("forecast and truth: expected the same lat/lon grid")
     name = name or str(fc.attrs.get("model", "forecast"))
-    step = time_step(tr.time.values)
-    clim = fit_climatology(tr.sst, start=start, end=end)["clim"].values  # (season, Y, X)
-
+    at, clim, step, base_w, (start, end) = _scoring_inputs(
+        fc, tr, climatology_start, climatology_end)
     inits = fc.init_time.values
     valid = fc.valid_time.values  # (I, L)
-    truth_times = pd.DatetimeIndex(tr.time.values)
-    needed = truth_times.intersection(pd.DatetimeIndex(np.concatenate([inits, valid.ravel()])))
-    observed = tr.sst.sel(time=needed).load()
-
-    def at(times):  # (N,) -> (N, Y, X), NaN where the truth store has no such time
-        return observed.reindex(time=times).values
-
-    ocean = np.isfinite(clim).all(0)
-    if "mask" in tr:
-        ocean &= tr["mask"].values.astype(bool)
-    base_w = lat_weights(tr.lat.values)[:, None] * ocean
     weights = {r: base_w * region_mask(tr.lat.values, tr.lon.values, r) for r in regions}
 
     init_anomaly = at(inits) - clim[seasonal_index(inits, step)]  # (I, Y, X)

@@ -101,3 +101,29 @@ def test_evaluate_scores_the_persistence_baseline_as_persistence(model_store, tm
     assert payload["climatology_period"] == ["1980-01-01", "1994-12-01"]
     assert len(payload["rows"]) == len(table) == 2 * 5 * 3  # persistence, climatology
     assert result.csv_path.read_text().startswith("forecast,region,lead,rmse")
+
+
+def test_index_correlation_against_numpy(model_store, tmp_path):
+    from pipeline.metrics import index_correlation
+    from pipeline.store import open_store
+
+    inits = np.array([f"1996-{m:02d}-01" for m in range(1, 13)], dtype="datetime64[ns]")
+    out = baseline_forecast("persistence", model_store, tmp_path / "p.zarr", inits=inits,
+                            leads=2, train_end="1994-12")
+    table = index_correlation(out, model_store, region="tropics")
+    truth = open_store(str(model_store)).load()
+    train = truth.sst.sel(time=slice(None, "1994-12"))
+    normals = train.groupby("time.month").mean("time")
+    anomaly = truth.sst.groupby("time.month") - normals
+    box = anomaly.where((truth.lat >= -20) & (truth.lat <= 20))
+    w = np.cos(np.deg2rad(truth.lat)) * truth["mask"]
+    series = (box * w).sum(("lat", "lon")) / (w.where(box.notnull()).sum(("lat", "lon")))
+    for lead in (1, 2):
+        issued = series.sel(time=inits).values
+        observed = series.shift(time=-lead).sel(time=inits).values
+        expected = np.corrcoef(issued, observed)[0, 1]
+        row = table[table.lead == lead].iloc[0]
+        assert row.n == 12
+        np.testing.assert_allclose(row.r, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="region"):
+        index_correlation(out, model_store, region="atlantis")

@@ -57,6 +57,10 @@ class ModelConfig(_Frozen):
     covariates: bool = Field(
         True, description="feed the issue month and the location to the encoder"
     )
+    context_modes: int = Field(
+        12, ge=0, description="leading EOF amplitudes of the global anomaly field (and their "
+        "tendencies) fed to every location's encoder (0: off; needs covariates)"
+    )
     align_weight: float = Field(
         0.0, ge=0.0, description="weight of the multi-view latent alignment loss (0: off)"
     )
@@ -135,6 +139,9 @@ class Config(_Frozen):
             )
         if self.model.init_derivative and self.model.order < 2:
             raise ValueError("model.init_derivative needs model.order >= 2")
+        if self.model.context_modes and not self.model.covariates:
+            raise ValueError("model.context_modes needs model.covariates = true (the mode "
+                             "amplitudes are encoder covariates)")
         if self.model.n_dct > self.window.context:
             raise ValueError(
                 f"model.n_dct ({self.model.n_dct}) must be <= window.context "
@@ -158,6 +165,7 @@ PRESETS: dict[str, Config] = {
             init_steps=10,
             dtype="float64",
             covariates=False,
+            context_modes=0,
         ),
         window=WindowConfig(context=208, horizon=208, location_stride=1),
         train=TrainConfig(

@@ -20,6 +20,7 @@ import xarray as xr
 
 from pipeline.climatology import open_sst, seasonal_index, time_step
 from pipeline.forecast_store import ForecastWriter
+from pipeline.modes import TENDENCY_LAG, mode_features, project
 from pipeline.store import check_writable
 from pipeline.train import STATS, default_device, load_model
 from pipeline.windows import covariates, normalised_anomalies, ocean_locations
@@ -76,6 +77,8 @@ class _Runner:
         self.clim = stats["clim"].values.astype(np.float32)
         self.std = stats["std"].values.astype(np.float32)
         self.stats_attrs = dict(stats.attrs)
+        self.eof = stats["eof"].values if "eof" in stats else None
+        self.amplitude_std = stats["amplitude_std"].values if "eof" in stats else None
         self.ds = open_sst(store)
         self.times = self.ds.time.values
         self.step = time_step(self.times)
@@ -96,6 +99,7 @@ class _Runner:
         C = self.config.window.context
         t0, t1 = int(issues.min()) - C + 1, int(issues.max()) + 1  # never past the last init
         locs = self.locations
+        modes = self.modes(issues)
         for b in range(locs.n_blocks):
             s, e = locs.block_starts[b], locs.block_starts[b + 1]
             iy, ix = locs.iy[s:e], locs.ix[s:e]
@@ -113,9 +117,21 @@ class _Runner:
                 np.tile(self.ds.lat.values[iy], len(issues)),
                 np.tile(self.ds.lon.values[ix], len(issues)),
             )
+            if modes is not None:
+                cov = np.concatenate([cov, np.repeat(modes, len(iy), axis=0)], axis=1)
             out = self.predict(ctx, cov)
             yield iy, ix, {k: v.reshape(len(issues), len(iy), *v.shape[1:])
                            for k, v in out.items()}
+
+    def modes(self, issues: np.ndarray) -> np.ndarray | None:
+        """Non-local encoder features (I, 2M) at the issue times (pipeline.modes), from the
+        anomaly fields up to the last issue time only."""
+        if self.eof is None:
+            return None
+        first = max(0, int(issues.min()) - TENDENCY_LAG)
+        amplitudes = project(self.ds.sst, self.clim, self.seasons, self.eof, first,
+                             int(issues.max()) + 1)
+        return mode_features(amplitudes, self.amplitude_std, 0)[issues - first]
 
     @torch.no_grad()
     def predict(self, context: np.ndarray, cov: np.ndarray) -> dict[str, np.ndarray]:

@@ -4,7 +4,10 @@ Per ocean location and issue time:
 
     context (B, C) normalised anomalies, last value = the issue time
       -> DCT-II (orthonormal), first n coefficients           (B, n)
-      -> [+ covariates (B, 5)] -> MLP encoder -> latent z      (B, L)
+      -> [+ covariates (B, 5 + 2M)] -> MLP encoder -> latent z (B, L)
+
+(covariates: issue month, location, and the amplitudes and tendencies of the M leading
+EOFs of the global anomaly field at the issue time, pipeline.modes)
       -> decoders: ODE coefficients (B, T, K), rhs (B, T), steps (B, T-1)
       -> smnn.ODELayer over T = S + H steps                    u (B, T, 1, K)
       -> forecast u[:, S:, 0, 0]                               (B, H)
@@ -76,7 +79,8 @@ class MechanisticIdentifier(nn.Module):
         self.k_len = model.order + 1
         dtype = getattr(torch, model.dtype)
         self.register_buffer("dct", dct_matrix(window.context, model.n_dct, dtype))
-        n_in = model.n_dct + (N_COVARIATES if model.covariates else 0)
+        self.n_covariates = (N_COVARIATES + 2 * model.context_modes) if model.covariates else 0
+        n_in = model.n_dct + self.n_covariates
         self.encoder = _mlp(n_in, model.encoder_width, model.encoder_depth, model.latent_dim)
         dec = (model.latent_dim, model.decoder_width, model.decoder_depth)
         self.coefficient_decoder = _mlp(*dec, self.t_len * self.k_len)
@@ -108,16 +112,16 @@ class MechanisticIdentifier(nn.Module):
                 last.bias.copy_(bias)
 
     def encode(self, context: torch.Tensor, covariates: torch.Tensor | None = None):
-        """context (B, C), covariates (B, 5) or None -> latent (B, L)."""
+        """context (B, C), covariates (B, 5 + 2 * context_modes) or None -> latent (B, L)."""
         if context.ndim != 2 or context.shape[1] != self.context_len:
             raise ValueError(
                 f"context: expected shape (batch, {self.context_len}), got {tuple(context.shape)}"
             )
         features = context.to(self.dct.dtype) @ self.dct  # (B, n)
         if self.config.covariates:
-            if covariates is None or covariates.shape != (len(context), N_COVARIATES):
+            if covariates is None or covariates.shape != (len(context), self.n_covariates):
                 raise ValueError(
-                    f"covariates: expected shape ({len(context)}, {N_COVARIATES}), got "
+                    f"covariates: expected shape ({len(context)}, {self.n_covariates}), got "
                     f"{None if covariates is None else tuple(covariates.shape)}"
                 )
             features = torch.cat([features, covariates.to(features.dtype)], dim=-1)

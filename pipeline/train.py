@@ -30,14 +30,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pipeline.climatology import fit_climatology, open_sst
+from pipeline.climatology import fit_climatology, open_sst, seasonal_index, time_step
 from pipeline.config import Config, config_from_dict
 from pipeline.model import MechanisticIdentifier
+from pipeline.modes import fit_modes
 from pipeline.store import guard_write
 from pipeline.windows import (
     BlockBatchSampler,
     WindowDataset,
     collate_batch,
+    ocean_locations,
     plan_splits,
 )
 from smnn import SolveError
@@ -239,6 +241,21 @@ def _loss(model, batch, align_weight: float):
     return loss
 
 
+def context_modes(ds, stats, end: int, config: Config):
+    """The run's EOFs (pipeline.modes) of steps 0..end on the training sub-grid."""
+    clim = stats["clim"].values
+    seasons = seasonal_index(ds.time.values, time_step(ds.time.values))
+    ocean = np.isfinite(clim).all(0)
+    if "mask" in ds:
+        ocean &= ds["mask"].values.astype(bool)
+    locations = ocean_locations(ocean, stride=config.window.location_stride)
+    sample = np.zeros_like(ocean)
+    sample[locations.iy, locations.ix] = True
+    modes = fit_modes(ds.sst, clim, seasons, end=end, sample=sample,
+                      n_modes=config.model.context_modes)
+    return modes.drop_vars(["lat", "lon"])
+
+
 def train(
     store,
     run_dir,
@@ -308,6 +325,8 @@ def _train(store, run_dir: Path, *, config, resume, train_end, progress) -> Path
         stats = xr.load_dataset(stats_path)
     else:
         stats = fit_climatology(ds.sst, end=fit_end, std_floor=config.window.std_floor)
+        if config.model.context_modes:
+            stats = stats.merge(context_modes(ds, stats, train_split.target_end, config))
     device = default_device()
     dist = _Distributed(device)
     if dist.rank == 0 and not stats_path.exists():

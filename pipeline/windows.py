@@ -33,6 +33,7 @@ import xarray as xr
 
 from pipeline.climatology import open_sst, seasonal_index, time_step
 from pipeline.config import WindowConfig
+from pipeline.modes import mode_features, project
 
 __all__ = [
     "BlockBatchSampler",
@@ -194,6 +195,11 @@ class WindowDataset(torch.utils.data.Dataset):
         self.n_issues = len(split)
         if self.n_issues == 0:
             raise ValueError(f"split {split.name}: no issue times")
+        self.modes = None  # (steps up to target_end, 2M) non-local encoder features
+        if "eof" in stats:
+            end = split.target_end + 1
+            amplitudes = project(ds.sst, self.clim, self.seasons, stats["eof"].values, 0, end)
+            self.modes = mode_features(amplitudes, stats["amplitude_std"].values, 0)
         self.cache_blocks = cache_blocks
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._ds = None
@@ -232,6 +238,12 @@ class WindowDataset(torch.utils.data.Dataset):
         west = (ix - 1) % len(self.lon)
         return np.where(self.ocean[iy, east], east, np.where(self.ocean[iy, west], west, ix))
 
+    def _covariates(self, issue, iy, ix) -> np.ndarray:
+        cov = covariates(self.seasons[issue], self.clim.shape[0], self.lat[iy], self.lon[ix])
+        if self.modes is None:
+            return cov
+        return np.concatenate([cov, self.modes[issue]], axis=1)
+
     def __getitem__(self, index: int) -> dict:
         return self.__getitems__([index])
 
@@ -266,9 +278,7 @@ class WindowDataset(torch.utils.data.Dataset):
             "neighbour": torch.from_numpy(np.nan_to_num(neighbour)),
             "target": torch.from_numpy(np.where(mask, target, 0.0).astype(np.float32)),
             "mask": torch.from_numpy(mask),
-            "covariates": torch.from_numpy(
-                covariates(self.seasons[issue], self.clim.shape[0], self.lat[iy], self.lon[ix])
-            ),
+            "covariates": torch.from_numpy(self._covariates(issue, iy, ix)),
             "weight": torch.from_numpy(np.cos(np.deg2rad(self.lat[iy])).astype(np.float32)),
             "loc": torch.from_numpy(loc),
             "issue": torch.from_numpy(issue),

@@ -10,7 +10,8 @@ from pipeline.model import MechanisticIdentifier, dct_matrix
 
 WINDOW = WindowConfig(context=24, horizon=6)
 SMALL = dict(n_dct=8, encoder_width=16, encoder_depth=2, latent_dim=4, decoder_width=16,
-             init_steps=3)
+             init_steps=3, context_modes=2)
+COV = 5 + 2 * 2  # month, location, two mode amplitudes and their tendencies
 
 
 def test_dct_matrix_is_orthonormal_dct_ii():
@@ -30,7 +31,7 @@ def model():
 
 def test_forward_gives_a_forecast_per_lead_and_the_ode_parameters(model):
     context = torch.randn(5, 24)
-    out = model(context, torch.randn(5, 5))
+    out = model(context, torch.randn(5, COV))
     t_len = 3 + 6
     assert out.forecast.shape == (5, 6)
     assert out.latent.shape == (5, 4)
@@ -43,21 +44,21 @@ def test_forward_gives_a_forecast_per_lead_and_the_ode_parameters(model):
 
 def test_the_solution_passes_through_the_observed_initial_steps(model):
     context = torch.linspace(-1.0, 1.0, 24).repeat(4, 1)
-    out = model(context, torch.zeros(4, 5))
+    out = model(context, torch.zeros(4, COV))
     # the initial conditions are soft rows: close to, not exactly, the observations
     torch.testing.assert_close(out.u[:, :3, 0], context[:, -3:], atol=0.15, rtol=0)
 
 
 def test_an_untrained_model_relaxes_anomalies_towards_climatology(model):
     context = torch.full((2, 24), 2.0)
-    forecast = model(context, torch.zeros(2, 5)).forecast.detach()
+    forecast = model(context, torch.zeros(2, COV)).forecast.detach()
     assert (forecast[:, -1].abs() < forecast[:, 0].abs()).all()
 
 
 def test_gradients_reach_every_parameter_with_the_derivative_initial_condition():
     torch.manual_seed(1)
     net = MechanisticIdentifier(ModelConfig(**SMALL, init_derivative=True, order=3), WINDOW)
-    out = net(torch.randn(6, 24), torch.randn(6, 5))
+    out = net(torch.randn(6, 24), torch.randn(6, COV))
     out.forecast.pow(2).mean().backward()
     for name, p in net.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
@@ -72,7 +73,7 @@ def test_float64_config_gives_a_float64_model():
 
 def test_wrong_context_length_names_the_argument(model):
     with pytest.raises(ValueError, match="context"):
-        model(torch.randn(2, 23), torch.randn(2, 5))
+        model(torch.randn(2, 23), torch.randn(2, COV))
     with pytest.raises(ValueError, match="covariates"):
         model(torch.randn(2, 24))
 
@@ -83,7 +84,7 @@ def test_a_heavier_initial_condition_weight_pins_the_observations_tighter():
     for weight in (1.0, 30.0):
         torch.manual_seed(0)
         net = MechanisticIdentifier(ModelConfig(**SMALL, init_weight=weight), WINDOW)
-        u = net(context, torch.zeros(3, 5)).u.detach()
+        u = net(context, torch.zeros(3, COV)).u.detach()
         gaps.append(float((u[:, :3, 0] - context[:, -3:]).abs().max()))
     assert gaps[1] < gaps[0] / 5
 
@@ -94,7 +95,7 @@ def test_the_alignment_loss_adds_the_latent_distance_to_the_neighbour(model):
     torch.manual_seed(2)
     batch = {
         "context": torch.randn(4, 24), "neighbour": torch.randn(4, 24),
-        "covariates": torch.randn(4, 5), "target": torch.randn(4, 6),
+        "covariates": torch.randn(4, COV), "target": torch.randn(4, 6),
         "mask": torch.ones(4, 6, dtype=torch.bool), "weight": torch.rand(4) + 0.5,
     }
     plain = _loss(model, batch, 0.0)

@@ -26,6 +26,16 @@ def register(subparsers) -> None:
         help="base URL (http(s)://, file://) or folder with the "
         "product's NOAA layout, replacing NOAA's host",
     )
+    ingest.add_argument(
+        "--file",
+        help="the local-cf source's CF netCDF file (a path, http(s):// or file:// URL): any "
+        "regular lat/lon SST with CF attributes, e.g. a model run or CMIP6 tos",
+    )
+    ingest.add_argument(
+        "--variable",
+        help="the SST variable of --file when it holds several (default: the one with "
+        "standard_name sea_surface_temperature)",
+    )
     ingest.add_argument("--start", help="first date, YYYY-MM[-DD]")
     ingest.add_argument("--end", help="last date, YYYY-MM[-DD]")
     ingest.add_argument("--store", required=True, help="zarr store path or fsspec URL")
@@ -101,6 +111,8 @@ def _ingest(args: argparse.Namespace) -> int:
         freq=args.freq,
         resolution=args.synthetic_resolution,
         units=args.units,
+        file=args.file,
+        variable=args.variable,
     )
     print(result.summary())
     return 0

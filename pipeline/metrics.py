@@ -224,6 +224,9 @@ def evaluate(
         "run": fc.attrs.get("run"),
         "climatology_period": [str(start) if start else None, str(end)],
         "lead_units": fc.lead.attrs.get("units"),
+        "acc_definition": "uncentred anomaly correlation (WeatherBench 2): per issue time "
+        "sum(w f' o') / sqrt(sum(w f'^2) sum(w o'^2)), anomalies against the climatology "
+        "period, cos(lat) weights, spatial means not removed; then the issue-time mean",
         "summary_mean_over_leads": summary,
         "rows": json.loads(table.to_json(orient="records")),
     }

@@ -25,6 +25,7 @@ def test_metrics_json_has_null_where_a_score_does_not_exist(model_store, tmp_pat
     with pytest.raises(ValueError, match="NaN"):
         strict_json('{"acc": NaN}')  # the parser used below is strict
     payload = strict_json(text)
+    assert payload["acc_definition"].startswith("uncentred anomaly correlation (WeatherBench 2)")
     nino = [r for r in payload["summary_mean_over_leads"] if r["region"] == "nino34"]
     assert nino and all(r["rmse"] is None for r in nino)  # no grid point within 5S-5N
     rows = [r for r in payload["rows"] if r["region"] == "nino34"]

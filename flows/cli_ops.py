@@ -163,6 +163,10 @@ def _prepare(args: argparse.Namespace, *, home: str | None = None) -> None:
 def run_command(args: argparse.Namespace) -> int:
     """`sstcast run FLOW ...`: one flow run, printed result as JSON."""
     params = _parameters(FLOWS[args.flow], args)
+    if args.flow in ("train", "forecast"):  # before Prefect starts or any folder is made
+        from flows.cli_model import _sst_store
+
+        _sst_store(params.store)
     _prepare(args)
     from flows import pipelines
     from flows.runtime import dask_runner

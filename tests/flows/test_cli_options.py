@@ -90,3 +90,11 @@ def test_commands_on_a_missing_store_fail_before_making_any_folder(tmp_path, cap
     assert err == (f"sstcast {command}: error: --store: expected an SST store (sstcast ingest "
                    f"makes one), got '{tmp_path / 'missing.zarr'}' (nothing there)")
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no run folder, no parents
+
+
+def test_run_train_on_a_missing_store_fails_before_prefect_starts(tmp_path, capsys):
+    code = main(["run", "train", "--store", str(tmp_path / "missing.zarr"), "--run-dir",
+                 str(tmp_path / "w" / "runs"), "--new-run"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("sstcast run: error: --store: expected an SST store")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

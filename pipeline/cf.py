@@ -36,23 +36,20 @@ _COORDS = ("lat", "lon", "time", "init_time", "lead", "valid_time", "member", "r
 
 
 def netcdf_attrs(attrs: dict) -> dict:
-    """`attrs` as netCDF can store them: None dropped, bools as 0/1, other objects as text."""
+    """`attrs` as netCDF can store them: None dropped, bools as 0/1, lists of numbers kept,
+    lists of text joined with ", ", anything else as text."""
     out = {}
     for key, value in attrs.items():
         if value is None:
             continue
         if isinstance(value, bool | np.bool_):
-            out[key] = int(value)
-        elif isinstance(value, str | int | float | np.number | np.ndarray):
-            out[key] = value
-        elif isinstance(value, list | tuple) and all(
-            isinstance(v, str | int | float) and not isinstance(v, bool) for v in value
-        ) and len({type(v) for v in value}) <= 1:
-            out[key] = list(value) if value and not isinstance(value[0], str) else ", ".join(
-                map(str, value)
-            )
-        else:
-            out[key] = str(value)
+            value = int(value)
+        elif isinstance(value, list | tuple):
+            numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+            value = list(value) if numbers and value else ", ".join(map(str, value))
+        elif not isinstance(value, str | int | float | np.number | np.ndarray):
+            value = str(value)
+        out[key] = value
     return out
 
 
@@ -66,9 +63,7 @@ def _annotate(ds: xr.Dataset, known: dict) -> xr.Dataset:
             ds[name].attrs.update(attrs)
     for name in _COORDS:
         if name in ds.coords:
-            ds[name].encoding.pop("_FillValue", None)
-            if name in ds.dims or ds[name].dtype.kind in "fiuM":
-                ds[name].encoding["_FillValue"] = None
+            ds[name].encoding["_FillValue"] = None
     for name in ("member", "realization"):
         if name in ds.dims:
             ds[name].attrs.update({k: v for k, v in MEMBER.items() if k not in ds[name].attrs})

@@ -1,6 +1,6 @@
 """The `sstcast` command line. Each area registers its own subcommands:
 
-- flows/cli_data.py  -> ingest, info
+- flows/cli_data.py  -> ingest, info, export
 - flows/cli_model.py -> train, forecast, hindcast, evaluate
 - flows/cli_ops.py   -> run, serve, demo
 """

@@ -1,6 +1,6 @@
 """The `sstcast` command line. Each area registers its own subcommands:
 
-- flows/cli_data.py  -> ingest, info
+- flows/cli_data.py  -> ingest, info, export
 - flows/cli_model.py -> train, forecast, hindcast, evaluate
 - flows/cli_ops.py   -> run, serve, demo
 """
@@ -18,10 +18,21 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sstcast",
         description="SST forecasts with the Scalable Mechanistic Neural Network (S-MNN).",
     )
+    parser.add_argument("--version", action="version", version=f"sstcast {_version()}",
+                        help="print the installed sstcast version and exit")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (cli_data, cli_model, cli_ops):
         module.register(subparsers)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sstcast")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "0.1.0+source"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Subcommands of `sstcast` (see flows/cli.py): `ingest` and `info`."""
+"""Subcommands of `sstcast` (see flows/cli.py): `ingest`, `info` and `export`."""
 
 from __future__ import annotations
 
@@ -25,6 +25,16 @@ def register(subparsers) -> None:
         "--mirror",
         help="base URL (http(s)://, file://) or folder with the "
         "product's NOAA layout, replacing NOAA's host",
+    )
+    ingest.add_argument(
+        "--file",
+        help="the local-cf source's CF netCDF file (a path, http(s):// or file:// URL): any "
+        "regular lat/lon SST with CF attributes, e.g. a model run or CMIP6 tos",
+    )
+    ingest.add_argument(
+        "--variable",
+        help="the SST variable of --file when it holds several (default: the one with "
+        "standard_name sea_surface_temperature)",
     )
     ingest.add_argument("--start", help="first date, YYYY-MM[-DD]")
     ingest.add_argument("--end", help="last date, YYYY-MM[-DD]")
@@ -64,6 +74,27 @@ def register(subparsers) -> None:
     info.add_argument("--full", action="store_true", help="also validate every value")
     info.set_defaults(func=_info)
 
+    export = subparsers.add_parser(
+        "export",
+        help="write a store to one CF-1.8 netCDF file",
+        description="Write an SST store (its committed steps) or a forecast store to one "
+        "CF-1.8 netCDF-4 file. The file is written beside --out and renamed, so --out is "
+        "either the old file or the whole new one.",
+    )
+    export.add_argument(
+        "--store", required=True, help="SST store or forecast store (path or fsspec URL)"
+    )
+    export.add_argument("--out", required=True, help="netCDF file to write (*.nc)")
+    export.add_argument(
+        "--layout",
+        choices=["cf", "climpred"],
+        default="cf",
+        help="cf: the store's own dims (default); climpred: a forecast store with climpred's "
+        "dims init, lead (and member)",
+    )
+    export.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    export.set_defaults(func=_export)
+
 
 def _ingest(args: argparse.Namespace) -> int:
     from pipeline.ingest import ingest
@@ -80,6 +111,8 @@ def _ingest(args: argparse.Namespace) -> int:
         freq=args.freq,
         resolution=args.synthetic_resolution,
         units=args.units,
+        file=args.file,
+        variable=args.variable,
     )
     print(result.summary())
     return 0
@@ -91,4 +124,11 @@ def _info(args: argparse.Namespace) -> int:
     validate_store(args.store, full=args.full)
     print(describe(args.store))
     print("  valid      yes" + (" (all values checked)" if args.full else ""))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pipeline.export import export_netcdf
+
+    print(export_netcdf(args.store, args.out, overwrite=args.overwrite, layout=args.layout))
     return 0

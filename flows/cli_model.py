@@ -22,9 +22,22 @@ def _date(text: str) -> pd.Timestamp:
         raise argparse.ArgumentTypeError(f"not a valid date: {text!r}") from None
 
 
+def _sst_store(url: str, option: str = "--store") -> None:
+    """Refuse anything but an SST store before any work (or any folder) is begun."""
+    from pipeline.store import store_kind
+
+    kind = store_kind(url)
+    if kind in ("absent", "forecast"):  # "other" may be a plain canonical zarr store: read on
+        found = {"absent": "nothing there", "forecast": "a forecast store"}[kind]
+        raise ValueError(f"{option}: expected an SST store (sstcast ingest makes one), got "
+                         f"{url!r} ({found})")
+
+
 def _train(args) -> int:
     from pipeline.config import load_config, preset
     from pipeline.train import TrainingDiverged, TrainingInterrupted, train
+
+    _sst_store(args.store)
 
     config = load_config(args.config) if args.config else (
         preset(args.preset) if args.preset else None)
@@ -44,6 +57,8 @@ def _train(args) -> int:
 def _forecast(args) -> int:
     from pipeline.forecast import forecast
 
+    _sst_store(args.store)
+
     print(forecast(args.run, args.store, args.init, leads=args.leads, out=args.out,
                    overwrite=args.overwrite))
     return 0
@@ -51,6 +66,8 @@ def _forecast(args) -> int:
 
 def _hindcast(args) -> int:
     from pipeline.forecast import hindcast
+
+    _sst_store(args.store)
 
     print(hindcast(args.run, args.store, start=args.start, end=args.end, leads=args.leads,
                    out=args.out, overwrite=args.overwrite))
@@ -70,6 +87,9 @@ def _evaluate(args) -> int:
 
 
 OVERWRITE_HELP = "replace --out when it is a forecast store (never any other folder)"
+RUN_HELP = "trained run: its folder or a checkpoint (best.pt) in it"
+STORE_HELP = "SST store the forecasts start from (path or fsspec URL)"
+LEADS_HELP = "leads 1..N steps (default: the model's horizon)"
 
 
 def register(subparsers) -> None:
@@ -86,21 +106,23 @@ def register(subparsers) -> None:
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser("forecast", help="forecast from one issue time")
-    p.add_argument("--run", required=True)
-    p.add_argument("--store", required=True)
+    p.add_argument("--run", required=True, help=RUN_HELP)
+    p.add_argument("--store", required=True, help=STORE_HELP)
     p.add_argument("--init", required=True, type=_date,
                    help="issue time YYYY-MM[-DD]; only data up to it is used")
-    p.add_argument("--leads", type=int, help="leads 1..N (default: the model's horizon)")
+    p.add_argument("--leads", type=int, help=LEADS_HELP)
     p.add_argument("--out", required=True, help="forecast store to write")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=_forecast)
 
     p = subparsers.add_parser("hindcast", help="forecasts from every issue time in a range")
-    p.add_argument("--run", required=True)
-    p.add_argument("--store", required=True)
-    p.add_argument("--start", required=True, type=_date)
-    p.add_argument("--end", required=True, type=_date)
-    p.add_argument("--leads", type=int)
+    p.add_argument("--run", required=True, help=RUN_HELP)
+    p.add_argument("--store", required=True, help=STORE_HELP)
+    p.add_argument("--start", required=True, type=_date,
+                   help="first issue time YYYY-MM[-DD]")
+    p.add_argument("--end", required=True, type=_date,
+                   help="last issue time YYYY-MM[-DD] (every step from --start to it)")
+    p.add_argument("--leads", type=int, help=LEADS_HELP)
     p.add_argument("--out", required=True, help="forecast store to write")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=_hindcast)

@@ -75,12 +75,17 @@ def _add_model_options(parser: argparse.ArgumentParser, model, skip=()) -> None:
         if name in skip:
             continue
         help_text = field.description or ""
-        if field.is_required():
-            help_text += " (required)"
-        elif field.default is not None:
+        if field.annotation is bool:  # --new-run / --no-new-run, not --new-run true
+            parser.add_argument(_option(name), dest=name, default=None,
+                                action=argparse.BooleanOptionalAction,
+                                help=f"{help_text} (default: {'yes' if field.default else 'no'})")
+            continue
+        if field.default is not None and not field.is_required():
             help_text += f" (default: {field.default})"
+        # Required fields are required options, so argparse says so in the usage and in one
+        # line (not pydantic's report) when one is missing.
         parser.add_argument(_option(name), dest=name, default=None, help=help_text,
-                            metavar=name.upper())
+                            metavar=name.upper(), required=field.is_required())
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -136,7 +141,16 @@ def _parameters(model, args: argparse.Namespace, **fixed):
     try:
         return model.model_validate(values)
     except Exception as error:  # pydantic.ValidationError -> one clear CLI error
-        raise ValueError(str(error)) from None
+        errors = getattr(error, "errors", None)
+        if errors is None:
+            raise ValueError(str(error)) from None
+        parts = []
+        for item in errors():
+            where = _option(str(item["loc"][0])) if item.get("loc") else "parameters"
+            got = item.get("input")
+            got = "" if isinstance(got, dict) else f", got {got!r}"
+            parts.append(f"{where}: {item['msg'].removeprefix('Value error, ')}{got}")
+        raise ValueError("; ".join(parts)) from None
 
 
 def _prepare(args: argparse.Namespace, *, home: str | None = None) -> None:
@@ -149,6 +163,10 @@ def _prepare(args: argparse.Namespace, *, home: str | None = None) -> None:
 def run_command(args: argparse.Namespace) -> int:
     """`sstcast run FLOW ...`: one flow run, printed result as JSON."""
     params = _parameters(FLOWS[args.flow], args)
+    if args.flow in ("train", "forecast"):  # before Prefect starts or any folder is made
+        from flows.cli_model import _sst_store
+
+        _sst_store(params.store)
     _prepare(args)
     from flows import pipelines
     from flows.runtime import dask_runner

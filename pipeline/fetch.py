@@ -243,9 +243,12 @@ def check_file(path: Path, source: Source, *, url: str = "", variable: str | Non
 
     variable = variable or source.variable
     where = url or str(path)
+    if source.cf_discover:
+        return _check_cf_file(path, source, where)
+    lat, lon = source.lat_name, source.lon_name
     try:
         with HDF5_LOCK, netCDF4.Dataset(path) as nc:
-            missing = [n for n in (variable, "lat", "lon") if n not in nc.variables]
+            missing = [n for n in (variable, lat, lon) if n not in nc.variables]
             if missing:
                 raise CorruptFileError(
                     f"{where}: expected netCDF variables {missing} of the {source.name} "
@@ -254,7 +257,7 @@ def check_file(path: Path, source: Source, *, url: str = "", variable: str | Non
                 )
             dims = nc[variable].dimensions
             if variable == source.variable:
-                want = ("time", *source.squeeze_dims, "lat", "lon")
+                want = ("time", *source.squeeze_dims, lat, lon)
                 if tuple(dims) != want:
                     raise CorruptFileError(
                         f"{where}: expected {variable} with dims {want} ({source.name} layout), "
@@ -269,6 +272,36 @@ def check_file(path: Path, source: Source, *, url: str = "", variable: str | Non
         raise CorruptFileError(
             f"{where}: not a readable netCDF file of the {source.name} layout ({error})", where
         ) from error
+
+
+def _check_cf_file(path: Path, source: Source, where: str) -> None:
+    """local-cf: the file opens, CF attributes identify its SST variable on a regular grid
+    (`pipeline.cf_source`), and its data reads whole."""
+    import xarray as xr
+
+    from pipeline.cf_source import find_layout
+
+    try:  # xarray takes the HDF5 lock itself (holding it here would deadlock)
+        with xr.open_dataset(path, engine="netcdf4", decode_times=False) as ds:
+            layout = find_layout(ds, source.variable or None, where)
+            ds[layout.variable].load()  # read it all: catches truncated or corrupt chunks
+    except ValueError:
+        raise
+    except (OSError, RuntimeError, IndexError, KeyError) as error:
+        raise CorruptFileError(f"{where}: not a readable netCDF file ({error})", where) from error
+
+
+def _gunzip(packed: Path, out: Path, where: str) -> None:
+    """Unpack the gzip file `packed` into `out` (CorruptFileError for a broken archive)."""
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(packed, "rb") as fin, out.open("wb") as fout:
+            shutil.copyfileobj(fin, fout, CHUNK)
+    except (OSError, EOFError, zlib.error) as error:
+        out.unlink(missing_ok=True)
+        raise CorruptFileError(f"{where}: not a whole gzip file ({error})", where) from error
 
 
 def _note(path: Path) -> Path:
@@ -293,20 +326,28 @@ def fetch_one(url: str, dest: Path, source: Source, *, variable=None, refresh=Fa
     `refresh`: the file is updated in place upstream (single-file products), so compare the
     server's size/Last-Modified with the note and fetch again when they changed.
     """
-    info = _accepted(dest)
+    packed = source.compression == "gzip" and dest.suffix == ".gz"
+    final = dest.with_suffix("") if packed else dest  # a gzipped file is kept unpacked
+    info = _accepted(final)
     if info is not None and not refresh:
-        return dest
+        return final
     if info is not None:
         remote = _head(url, TIMEOUT_S)
         if (remote.size, remote.modified) == (info.get("remote_size"), info.get("modified")):
-            return dest
+            return final
     part = dest.with_name(dest.name + ".part")
     remote = download(url, part)
     try:
+        if packed:
+            unpacked = final.with_name(final.name + ".part")
+            _gunzip(part, unpacked, redact(url))
+            part.unlink()
+            part = unpacked
         check_file(part, source, url=redact(url), variable=variable)
-    except CorruptFileError:
+    except ValueError:  # CorruptFileError, or a file whose layout cannot be read
         part.unlink(missing_ok=True)  # never resume from a corrupt prefix
         raise
+    dest = final
     os.replace(part, dest)
     note = {
         "url": redact(url),

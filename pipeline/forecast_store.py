@@ -1,18 +1,24 @@
-"""The forecast store (DESIGN.md §3), shared by model forecasts and baselines.
+"""The forecast store, shared by model forecasts and baselines.
 
 Variable `sst` (init_time, lead, lat, lon) float32 °C; `lead` integer steps with a `units`
 attribute; coordinate `valid_time` (init_time, lead); attributes naming the run. Written one
 issue time at a time (zarr region writes), so a long hindcast never sits in memory whole.
+CF-1.8 (`pipeline.cf`): init_time is the forecast_reference_time, lead the forecast_period,
+valid_time the time, sst the sea_surface_temperature; so climpred renames init_time/lead to
+its init/lead by itself, and cf_xarray finds every axis. The metadata, consolidated into the
+root `zarr.json`, is written once when the store is created (the shapes never change after).
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from pipeline.cf import cf_forecast
 from pipeline.climatology import TimeStep
 from pipeline.store import FORECAST_FORMAT, check_writable
 
@@ -64,7 +70,10 @@ class ForecastWriter:
             },
             attrs={"sstcast_format": FORECAST_FORMAT, **{k: _attr(v) for k, v in attrs.items()}},
         )
-        template.to_zarr(self.out, mode="w", compute=False, consolidated=False)
+        template = cf_forecast(template)
+        with warnings.catch_warnings():  # zarr: "consolidated metadata is not in the v3 spec"
+            warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
+            template.to_zarr(self.out, mode="w", compute=False, consolidated=True)
         self._template = template
 
     def write(self, index: int, values: np.ndarray) -> None:
@@ -96,9 +105,11 @@ def _attr(value):
 
 def open_forecast(forecast) -> xr.Dataset:
     """A forecast store as a Dataset, from a Dataset or a path/URL; checks its layout."""
-    ds = forecast if isinstance(forecast, xr.Dataset) else xr.open_zarr(
-        str(forecast), consolidated=False
-    )
+    if not isinstance(forecast, xr.Dataset):
+        # The arrays' own metadata (not the consolidated copy): stores written before it
+        # existed open without a warning. Older stores get their CF attributes here.
+        forecast = cf_forecast(xr.open_zarr(str(forecast), consolidated=False))
+    ds = forecast
     if "sst" not in ds or tuple(ds.sst.dims) != ("init_time", "lead", "lat", "lon"):
         raise ValueError(
             "forecast: expected a variable sst with dims (init_time, lead, lat, lon), "

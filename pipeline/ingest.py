@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from pipeline import preprocess
 from pipeline.fetch import default_span, fetch_files
@@ -133,7 +134,7 @@ def files_to_store(
     source = get_source(source)
     files = [Path(f) for f in files]
     store = str(store)
-    native = source.time_step
+    native = source.time_step or _file_step(files, source)
     step = preprocess.canonical_freq(freq) or native
     if step != native and native != "D":
         raise ValueError(
@@ -156,7 +157,8 @@ def files_to_store(
     result_base = {"store": store, "source": source.name}
     if not data_files:
         return _result(result_base, 0, 0, 0, store)
-    where = f"the variable {source.variable!r} of {_describe_files(data_files)}"
+    variable = source.variable or "SST"  # local-cf: found from the file's CF attributes
+    where = f"the variable {variable!r} of {_describe_files(data_files)}"
     sst = preprocess.standardise(
         preprocess.open_source_files(data_files, source), native, units=units, where=where
     )
@@ -197,6 +199,17 @@ def files_to_store(
         ds, store, time_step=step, preliminary_from=prelim_from, provenance=provenance
     )
     return _result(result_base, len(data_files), written.added, written.replaced, store)
+
+
+def _file_step(files: list[Path], source: Source) -> str:
+    """The time step of a local-cf file, from its own time axis."""
+    from pipeline import cf_source
+
+    if not files:
+        return "MS"
+    with xr.open_dataset(files[0], engine="netcdf4") as raw:
+        layout = cf_source.find_layout(raw, source.variable or None, str(files[0]))
+        return cf_source.time_step(raw[layout.time].values)
 
 
 def _within(times, first, end) -> np.ndarray:
@@ -298,12 +311,15 @@ def ingest(
     freq: str | None = None,
     resolution: float | None = None,
     units: str | None = None,
+    file=None,
+    variable: str | None = None,
 ) -> IngestResult:
     """Fetch `source` (synthetic by default) and append it to the zarr `store` (any fsspec URL).
 
     Per-step products are fetched only from the store's resume point on, so a re-run fetches
-    just the newest files. `resolution` sets a synthetic source's grid. See `files_to_store`
-    for `grid`, `freq`, `start`, `end` and `units`.
+    just the newest files. `resolution` sets a synthetic source's grid. `file` (a path or
+    URL) and `variable` (when it holds several SSTs) are the `local-cf` source's CF file.
+    See `files_to_store` for `grid`, `freq`, `start`, `end` and `units`.
     """
     if store is None:
         raise ValueError("store: expected a path or fsspec URL for the zarr store, got None")
@@ -312,7 +328,7 @@ def ingest(
                                       and value > 0):
             raise ValueError(f"{name}: expected a positive number of degrees, got {value!r}")
     check_span(start, end)
-    entry = get_source(source, resolution=resolution)
+    entry = get_source(source, resolution=resolution, file=file, variable=variable)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(entry)
     fetch_start = start
     resume = resume_point(store)

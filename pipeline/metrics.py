@@ -272,9 +272,27 @@ def evaluate(
         "run": fc.attrs.get("run"),
         "climatology_period": [str(start) if start else None, str(end)],
         "lead_units": fc.lead.attrs.get("units"),
+        "acc_definition": "uncentred anomaly correlation (WeatherBench 2): per issue time "
+        "sum(w f' o') / sqrt(sum(w f'^2) sum(w o'^2)), anomalies against the climatology "
+        "period, cos(lat) weights, spatial means not removed; then the issue-time mean",
         "summary_mean_over_leads": summary,
         "rows": json.loads(table.to_json(orient="records")),
     }
-    json_path.write_text(json.dumps(payload, indent=1))
+    # Strict JSON: a score that does not exist (no valid point, as for nino34 on a coarse
+    # grid) is null, never the bare NaN that JSON parsers outside Python reject.
+    json_path.write_text(json.dumps(_json_safe(payload), indent=1, allow_nan=False))
     return MetricsResult(table=table, json_path=json_path, csv_path=csv_path, summary=summary)
 
+
+
+def _json_safe(value):
+    """`value` with every NaN or infinite float (numpy's too) as None, recursively."""
+    if isinstance(value, dict):
+        return {key: _json_safe(v) for key, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

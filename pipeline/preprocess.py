@@ -25,6 +25,7 @@ import xarray as xr
 from pipeline.sources import Source
 from pipeline.store import SST_RANGE, implausible
 
+SEA_ICE_SST = -1.8  # °C, sea water under ice (HadISST's -1000 cells)
 WEEK_ORIGIN = pd.Timestamp("1989-12-31")  # a Sunday: weeks start on Sundays, as PSL's OISST v2
 FREQS = {
     "MS": "MS",
@@ -131,12 +132,23 @@ def open_source_files(paths: list[Path], source: Source) -> xr.DataArray:
             )
     except (OSError, ValueError, RuntimeError) as error:
         raise ValueError(f"paths: could not open the {source.name} files ({error})") from error
+    if source.cf_discover:  # local-cf: names from the file's CF attributes
+        from pipeline import cf_source
+
+        return cf_source.read(ds, cf_source.find_layout(ds, source.variable or None,
+                                                        str(paths[0])))
     if source.variable not in ds:
         raise ValueError(f"paths: expected a variable {source.variable!r}, got {list(ds)}")
     da = ds[source.variable]
     for dim in source.squeeze_dims:
         if dim in da.dims:
             da = da.isel({dim: 0}, drop=True)
+    names = {source.lat_name: "lat", source.lon_name: "lon"}
+    da = da.rename({k: v for k, v in names.items() if k != v and k in da.dims})
+    if source.units is not None:  # the product's documented units (HadISST writes "C")
+        da.attrs["units"] = source.units
+    if source.sea_ice_value is not None:  # sea ice: the freezing point of sea water
+        da = da.where(da != source.sea_ice_value, SEA_ICE_SST)
     return da
 
 

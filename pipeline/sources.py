@@ -9,6 +9,10 @@ so an offline site, a local folder or a test server serves the same relative pat
 
 Scale factors, offsets and fill values are decoded by xarray's CF decoding from each file's
 own attributes; the catalogue records them for documentation and for the file checks.
+
+Besides NOAA's products: the Met Office's HadISST (one gzipped file) and `local-cf`, any
+CF-compliant gridded SST file of the user's (a model run, CMIP6 `tos`), whose variable,
+coordinates and units are found from its CF attributes (`pipeline.cf_source`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import pandas as pd
 
 PSL = "https://downloads.psl.noaa.gov"
 NCEI = "https://www.ncei.noaa.gov"
+METOFFICE = "https://www.metoffice.gov.uk"
+LOCAL_CF = "local-cf"
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,12 @@ class Source:
     synthetic: bool = False  # generated locally in this layout instead of fetched
     synthetic_layout: str | None = None
     seed: int = 0
+    lat_name: str = "lat"  # the files' names of the coordinates (HadISST: latitude)
+    lon_name: str = "lon"
+    units: str | None = None  # the product's SST units where its attribute is no udunits
+    sea_ice_value: float | None = None  # HadISST marks sea ice with -1000
+    compression: str | None = None  # "gzip": the file is fetched gzipped and unpacked
+    cf_discover: bool = False  # local-cf: variable and coordinates found from CF attributes
 
     def relative_path(self, t: pd.Timestamp | None = None, *, preliminary=False) -> str:
         """Path under the host (and under a mirror) of the file for time `t`."""
@@ -57,7 +69,7 @@ class Source:
         if template is None:
             raise ValueError(f"preliminary: the {self.name} source has no preliminary files")
         name = template.format(t=t) if self.files != "single" else template
-        return f"{self.layout_root}/{name}"
+        return f"{self.layout_root}/{name}" if self.layout_root else name
 
     def mask_path(self) -> str | None:
         return f"{self.layout_root}/{self.mask_filename}" if self.mask_filename else None
@@ -158,6 +170,60 @@ SOURCES = {
         default_start="1854-01-01",
     ),
 }
+SOURCES["ersst-v5-psl"] = Source(
+    name="ersst-v5-psl",
+    title="NOAA ERSSTv5 monthly 2° (PSL's single file)",
+    host=PSL,
+    layout_root="Datasets/noaa.ersst.v5",
+    filename="sst.mnmean.nc",
+    files="single",
+    variable="sst",
+    time_step="MS",
+    resolution=2.0,
+    lat_order="descending",
+    land="missing",
+    fill="missing_value/_FillValue -9.96921e36",
+    scale="float32, no packing",
+    default_start="1854-01-01",
+)
+SOURCES["hadisst"] = Source(
+    name="hadisst",
+    title="Met Office HadISST 1.1 monthly 1°",
+    host=METOFFICE,
+    layout_root="hadobs/hadisst/data",
+    filename="HadISST_sst.nc.gz",
+    files="single",
+    variable="sst",
+    time_step="MS",
+    resolution=1.0,
+    lat_order="descending",
+    land="missing",
+    fill="missing_value/_FillValue -1e30; sea ice -1000 (taken as -1.8 °C)",
+    scale="float32, no packing",
+    lat_name="latitude",
+    lon_name="longitude",
+    units="degC",  # the file says "C" (which udunits reads as coulomb)
+    sea_ice_value=-1000.0,
+    compression="gzip",
+    default_start="1870-01-01",
+)
+SOURCES[LOCAL_CF] = Source(
+    name=LOCAL_CF,
+    title="a CF-compliant gridded SST file (--file)",
+    host="",
+    layout_root="",
+    filename="",
+    files="single",
+    variable="",
+    time_step="",  # read from the file's time axis
+    resolution=0.0,
+    lat_order="either",
+    land="missing",
+    fill="the file's _FillValue/missing_value",
+    scale="the file's scale_factor/add_offset",
+    default_start="1850-01-01",
+    cf_discover=True,
+)
 # The embedded default: generated locally in the COBE-SST2 layout (monthly, 1°), or in the
 # OISST v2.1 daily layout ("synthetic-daily", 1° by default to stay small).
 SOURCES["synthetic"] = dataclasses.replace(
@@ -182,15 +248,30 @@ DEFAULT_SOURCE = "synthetic"
 SYNTHETIC_DEFAULT_END = "2021-12-31"
 
 
-def get_source(source: str | Source, *, resolution: float | None = None, seed: int | None = None):
+def get_source(
+    source: str | Source,
+    *,
+    resolution: float | None = None,
+    seed: int | None = None,
+    file: str | Path | None = None,
+    variable: str | None = None,
+):
     """The catalogue entry `source` (a name or a Source). `resolution` and `seed` only apply
-    to the synthetic sources (the grid and seed they are generated with)."""
+    to the synthetic sources (the grid and seed they are generated with); `file` (a path or
+    an http(s)/file URL) and `variable` (its SST variable, when it has several) to
+    `local-cf`."""
     if isinstance(source, Source):
         entry = source
     elif isinstance(source, str) and source in SOURCES:
         entry = SOURCES[source]
     else:
         raise ValueError(f"source: expected one of {sorted(SOURCES)}, got {source!r}")
+    if entry.name == LOCAL_CF and not entry.filename:
+        entry = local_cf_source(file, variable)
+    elif file is not None or variable is not None:
+        raise ValueError(
+            f"file/variable: only the {LOCAL_CF} source takes them, got source {entry.name!r}"
+        )
     changes = {}
     if resolution is not None or seed is not None:
         if not entry.synthetic:
@@ -202,3 +283,35 @@ def get_source(source: str | Source, *, resolution: float | None = None, seed: i
         if seed is not None:
             changes["seed"] = int(seed)
     return dataclasses.replace(entry, **changes) if changes else entry
+
+
+def local_cf_source(file, variable: str | None = None) -> Source:
+    """The `local-cf` entry for one CF netCDF `file`: a path or an http(s)/file URL (its
+    folder is the host, its name the file fetched, cached and checked like any product)."""
+    if file is None or str(file).strip() == "":
+        raise ValueError(
+            f"file: the {LOCAL_CF} source reads one CF netCDF file; expected a path or URL "
+            "(--file run.nc), got none"
+        )
+    text = str(file)
+    scheme = urlparse(text).scheme
+    if scheme in ("http", "https", "file"):
+        base, _, name = text.rstrip("/").rpartition("/")
+    elif scheme and len(scheme) > 1:
+        raise ValueError(f"file: expected a path or an http(s):// or file:// URL, got {text!r}")
+    else:
+        path = Path(text).expanduser().resolve()
+        if not path.is_file():
+            raise ValueError(f"file: expected an existing netCDF file, got {text!r}")
+        base, name = path.parent.as_uri(), path.name
+    if not name.endswith((".nc", ".nc4", ".netcdf")):
+        raise ValueError(f"file: expected a netCDF file name (*.nc), got {text!r}")
+    if variable is not None and not str(variable).strip():
+        raise ValueError("variable: expected the name of the file's SST variable, got ''")
+    return dataclasses.replace(
+        SOURCES[LOCAL_CF],
+        title=f"CF netCDF file {name}",
+        host=base,
+        filename=name,
+        variable=variable or "",
+    )

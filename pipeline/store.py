@@ -19,8 +19,12 @@ The root group's attribute `sstcast_committed_steps` is the commit marker, and r
 A writer holds the lock `<store>.lock` (pipeline/lock.py) from reading the committed
 length to the commit, so two writers never interleave these steps; a second one fails.
 A process killed anywhere before step 4 leaves the old committed view intact; the next append
-starts again from the committed length and overwrites the uncommitted tail. Consolidated
-metadata is never used, because a second metadata copy could disagree with the marker.
+starts again from the committed length and overwrites the uncommitted tail.
+Consolidated metadata (the arrays' metadata copied into the root `zarr.json`, so a plain
+`xr.open_zarr` reads one key and does not warn) is written in the same single write as the
+marker (`_commit`), so the copy always describes the committed arrays: a reader of it sees
+their committed shapes even while a write has grown the arrays, and sstcast itself reads the
+arrays' own metadata (`use_consolidated=False`).
 A new store is first written as an empty skeleton (grid, mask, attributes, 0 steps) and
 committed, then appended to like any other, so a killed first write leaves an empty store.
 Preliminary steps (OISST's `_preliminary` days) are marked by `sstcast_preliminary_from`;
@@ -30,6 +34,7 @@ step still holds a valid value (preliminary or final) and the marker still says 
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import shutil
@@ -44,6 +49,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 
+from pipeline.cf import cf_store
 from pipeline.lock import store_lock
 
 FORMAT = "sstcast-sst-store/1"
@@ -92,7 +98,9 @@ def _open_group(url: str, mode: str = "r"):
     """The root zarr group, or None when there is no store at `url` (any zarr format when
     reading, so stores written by other tools can be read)."""
     try:
-        return zarr.open_group(url, mode=mode, zarr_format=None if mode == "r" else 3)
+        return zarr.open_group(
+            url, mode=mode, zarr_format=None if mode == "r" else 3, use_consolidated=False
+        )
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
         return None
 
@@ -153,7 +161,7 @@ def open_store(url) -> xr.Dataset:
     ds = xr.open_zarr(url, consolidated=False, zarr_format=3, chunks={})
     ds = ds.isel(time=slice(0, int(attrs[COMMITTED])))
     ds["mask"] = ds["mask"].astype(bool)
-    return ds
+    return cf_store(ds)
 
 
 def _open_plain(url: str, group) -> xr.Dataset:
@@ -295,6 +303,9 @@ def _encoding(ds: xr.Dataset) -> dict:
             "chunks": (CHUNKS["time"] * 10,),
         },
         "mask": {"chunks": (ds.sizes["lat"], ds.sizes["lon"])},
+        # CF: coordinates have no missing values, so no _FillValue (xarray adds NaN).
+        "lat": {"_FillValue": None},
+        "lon": {"_FillValue": None},
     }
 
 
@@ -354,7 +365,7 @@ def _drop_tail(url: str, committed: int) -> None:
     deletes the uncommitted tail's chunks (on a full disk they would keep it at 100 %, and
     plain `xr.open_zarr` readers would see them)."""
     with suppress(Exception):
-        group = zarr.open_group(url, mode="r+", zarr_format=3)
+        group = zarr.open_group(url, mode="r+", zarr_format=3, use_consolidated=False)
         for name in ("sst", "time"):  # chunks first: deleting frees the space metadata needs
             if name in group and group[name].shape[0] > committed:
                 group[name].resize((committed, *group[name].shape[1:]))
@@ -469,12 +480,12 @@ def _create(ds, url, step, preliminary_from, provenance) -> WriteResult:
         TIME_STEP: step,
         **_provenance(provenance),
     }
-    skeleton["sst"].attrs.update(standard_name="sea_surface_temperature", units="degC")
-    skeleton["mask"].attrs.update(long_name="ocean mask (True over ocean)")
+    skeleton = cf_store(skeleton)
+    for name in skeleton.variables:
+        skeleton[name].encoding = {}
     with _io_errors(url, 0):
         skeleton.to_zarr(url, mode="w", zarr_format=3, consolidated=False, encoding=_encoding(ds))
-        group = zarr.open_group(url, mode="r+", zarr_format=3)
-        group.attrs.update({COMMITTED: 0, PRELIMINARY: None})
+        group = _commit(url, {COMMITTED: 0, PRELIMINARY: None})
     attrs = dict(group.attrs)
     return _append(ds, url, group, attrs, step, preliminary_from, provenance)
 
@@ -526,7 +537,7 @@ def _append(ds, url, group, attrs, step, preliminary_from, provenance) -> WriteR
     marker = _marker(preliminary_from)
     region = new[["sst"]].drop_vars(["lat", "lon"], errors="ignore").chunk(_chunking(new, start))
     with _io_errors(url, committed):
-        g = zarr.open_group(url, mode="r+", zarr_format=3)
+        g = zarr.open_group(url, mode="r+", zarr_format=3, use_consolidated=False)
         for name in ("time", "sst"):
             arr = g[name]
             if arr.shape[0] < end:
@@ -550,10 +561,32 @@ def _append(ds, url, group, attrs, step, preliminary_from, provenance) -> WriteR
         new_attrs = {**_provenance(provenance), COMMITTED: max(end, committed), PRELIMINARY: marker}
         if end < committed and marker is None:
             new_attrs[PRELIMINARY] = prelim  # only part of the preliminary window was replaced
-        g.attrs.update(new_attrs)  # the commit: one atomic rewrite of the root metadata
+        _commit(url, new_attrs)  # the commit: one atomic rewrite of the root metadata
     return WriteResult(
         added=max(0, end - committed), replaced=committed - start, total=max(end, committed)
     )
+
+
+def _commit(url: str, new_attrs: dict):
+    """Publish `new_attrs` (the commit marker) and the consolidated metadata of every array
+    as they are now, in one write of the root `zarr.json`; returns the group. A store that
+    cannot hold consolidated metadata gets the attributes alone."""
+    from zarr.core.group import ConsolidatedMetadata
+    from zarr.core.metadata.io import save_metadata
+    from zarr.core.sync import sync
+
+    group = zarr.open_group(url, mode="r+", zarr_format=3, use_consolidated=False)
+    if not group.store.supports_consolidated_metadata:
+        group.attrs.update(new_attrs)
+        return group
+    members = {name: array.metadata for name, array in group.arrays()}
+    metadata = dataclasses.replace(
+        group.metadata,
+        attributes={**group.metadata.attributes, **new_attrs},
+        consolidated_metadata=ConsolidatedMetadata(metadata=members),
+    )
+    sync(save_metadata(group.store_path, metadata))
+    return zarr.open_group(url, mode="r", zarr_format=3, use_consolidated=False)
 
 
 def _encode_times(times: pd.DatetimeIndex) -> np.ndarray:

@@ -483,6 +483,142 @@ def write_oisst_weekly(folder, start, end, *, resolution: float = 1.0, seed: int
     return [data_path, mask_path]
 
 
+def write_ersst_psl(path, start, end, *, resolution: float = 2.0, seed: int = 0) -> Path:
+    """Write PSL's single-file ERSSTv5 layout, `Datasets/noaa.ersst.v5/sst.mnmean.nc`.
+
+    sst (time, lat, lon) float32 degC with _FillValue = missing_value -9.96921e36 over land,
+    lat 88..-88 (north -> south) and lon 0..358 float32 grid points (2°), time float64
+    "days since 1800-1-1 00:00:00" at month starts with time_bnds (time, nbnds).
+    """
+    times = _times(start, end, "MS")
+    lat = np.arange(88.0, -88.0 - 1e-9, -resolution)
+    lon = np.arange(0.0, 360.0 - 1e-9, resolution)
+    sst, ocean = sst_fields(times, lat, lon, seed)
+    sst = np.where(ocean[None], sst, np.nan).astype(np.float32)
+    ends = (times + pd.offsets.MonthBegin(1)).values
+    units = "days since 1800-1-1 00:00:00"  # written as the product writes it
+    ds = xr.Dataset(
+        {
+            "sst": (("time", "lat", "lon"), sst, {
+                "long_name": "Monthly Means of Sea Surface Temperature", "units": "degC",
+                "var_desc": "Sea Surface Temperature", "level_desc": "Surface",
+                "statistic": "Mean", "dataset": "NOAA Extended Reconstructed SST V5",
+                "parent_stat": "Individual Values",
+                "valid_range": np.array([-1.8, 45.0], dtype=np.float32),
+                "actual_range": np.array([np.nanmin(sst), np.nanmax(sst)], dtype=np.float32),
+            }),
+            "time_bnds": (("time", "nbnds"), _days_since(
+                np.stack([times.values, ends], axis=1), "1800-01-01"), {"units": units}),
+        },
+        coords={
+            "lat": ("lat", lat.astype(np.float32), {"units": "degrees_north",
+                                                    "long_name": "Latitude",
+                                                    "standard_name": "latitude",
+                                                    "axis": "Y"}),
+            "lon": ("lon", lon.astype(np.float32), {"units": "degrees_east",
+                                                    "long_name": "Longitude",
+                                                    "standard_name": "longitude",
+                                                    "axis": "X"}),
+            "time": ("time", _days_since(times.values, "1800-01-01"), {
+                                     "units": units, "calendar": "standard",
+                                     "long_name": "Time", "delta_t": "0000-01-00 00:00:00",
+                                     "avg_period": "0000-01-00 00:00:00",
+                                     "standard_name": "time", "axis": "T",
+                                     "bounds": "time_bnds"}),
+        },
+        attrs={"title": "synthetic data in the NOAA ERSSTv5 (PSL) layout",
+               "Conventions": "CF-1.2", "source": "NOAA/NESDIS/National Climatic Data Center"},
+    )
+    fill = np.float32(-9.96921e36)
+    encoding = {
+        "sst": {"dtype": "float32", "_FillValue": fill, "missing_value": fill,
+                "chunksizes": (1, lat.size, lon.size), "zlib": True, "complevel": 2},
+        "time": {"dtype": "float64", "_FillValue": None},
+        "time_bnds": {"dtype": "float64", "_FillValue": None},
+        "lat": {"_FillValue": None},
+        "lon": {"_FillValue": None},
+    }
+    return _write_atomic(ds, path, encoding)
+
+
+def _days_since(times: np.ndarray, origin: str) -> np.ndarray:
+    """datetime64 values as float days since `origin` (to write a product's own spelling of
+    the time units, which xarray would normalise)."""
+    return (np.asarray(times, "datetime64[s]") - np.datetime64(origin, "s")).astype(
+        np.float64
+    ) / 86400.0
+
+
+HADISST_SEA_ICE = -1000.0  # HadISST's value for sea-ice-covered cells
+
+
+def write_hadisst(path, start, end, *, resolution: float = 1.0, seed: int = 0) -> Path:
+    """Write the Met Office's `HadISST_sst.nc.gz` layout (netCDF-3, gzipped) at `path`.
+
+    sst (time, latitude, longitude) float32 "C" (so the file says), _FillValue and
+    missing_value -1e30 over land, -1000 where there is sea ice (here: where the field is
+    below -1.5 °C); latitude 89.5..-89.5 (north -> south), longitude -179.5..179.5; time
+    float32 "days since 1870-1-1 0:0:0" at mid-month with time_bnds (time, nv).
+    """
+    import gzip
+    import shutil
+
+    times = _times(start, end, "MS")
+    lat, lon = grid(resolution)
+    lon = np.where(lon > 180, lon - 360, lon)
+    order = np.argsort(lon)
+    lon = lon[order]
+    sst, ocean = sst_fields(times, lat[::-1], np.mod(lon, 360.0), seed)
+    sst = np.where(ocean[None], sst, np.nan)
+    sst = np.where(sst < -1.5, HADISST_SEA_ICE, sst).astype(np.float32)
+    ends = (times + pd.offsets.MonthBegin(1))
+    middle = times + (ends - times) / 2
+    units = "days since 1870-1-1 0:0:0"  # written as the product writes it
+    ds = xr.Dataset(
+        {
+            "sst": (("time", "latitude", "longitude"), sst, {
+                "standard_name": "sea_surface_temperature", "long_name": "sst",
+                "units": "C", "cell_methods": "time: lat: lon: mean"}),
+            "time_bnds": (("time", "nv"), _days_since(
+                np.stack([times.values, ends.values], axis=1), "1870-01-01"), {"units": units}),
+        },
+        coords={
+            "time": ("time", _days_since(middle.values, "1870-01-01"), {
+                "units": units, "calendar": "gregorian", "standard_name": "time",
+                "long_name": "Time", "bounds": "time_bnds"}),
+            "latitude": ("latitude", lat[::-1].astype(np.float32), {
+                "units": "degrees_north", "long_name": "Latitude",
+                "standard_name": "latitude"}),
+            "longitude": ("longitude", lon.astype(np.float32), {
+                "units": "degrees_east", "long_name": "Longitude",
+                "standard_name": "longitude"}),
+        },
+        attrs={"title": "synthetic data in the Met Office HadISST 1.1 layout",
+               "Conventions": "CF-1.0", "institution": "Met Office Hadley Centre"},
+    )
+    encoding = {
+        "sst": {"dtype": "float32", "_FillValue": np.float32(-1e30),
+                "missing_value": np.float32(-1e30)},
+        "time": {"dtype": "float32", "_FillValue": None},
+        "time_bnds": {"dtype": "float32", "_FillValue": None},
+        "latitude": {"_FillValue": None},
+        "longitude": {"_FillValue": None},
+    }
+    path = Path(path)
+    plain = path.with_name(path.name.removesuffix(".gz"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = plain.with_name(plain.name + ".tmp")
+    with guard_write(plain, partial=tmp):
+        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF3_64BIT", encoding=encoding)
+    packed = path.with_name(path.name + ".tmp")
+    with guard_write(path, partial=packed):
+        with tmp.open("rb") as fin, gzip.open(packed, "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+        tmp.unlink()
+        packed.replace(path)
+    return path
+
+
 def _write_atomic(ds: xr.Dataset, path, encoding: dict) -> Path:
     """Write netCDF4 to a temporary name and rename, so readers never see half a file."""
     path = Path(path)
@@ -516,7 +652,11 @@ def write_layout(
         return write_ersst(root, start, end, **kwargs)
     if source.name == "oisst-v2-weekly":
         return write_oisst_weekly(root, start, end, **kwargs)
+    if source.name == "ersst-v5-psl":
+        return [write_ersst_psl(root / source.filename, start, end, **kwargs)]
+    if source.name == "hadisst":
+        return [write_hadisst(root / source.filename, start, end, **kwargs)]
     raise ValueError(
-        f"layout: expected one of cobe2, oisst-v2.1-daily, ersst-v5, "
+        f"layout: expected one of cobe2, oisst-v2.1-daily, ersst-v5, ersst-v5-psl, hadisst, "
         f"oisst-v2-weekly, got {layout!r}"
     )

@@ -182,7 +182,7 @@ def test_source_urls_follow_noaa_layouts():
     with pytest.raises(ValueError, match="mirror"):
         mirror_base("ftp://example.org/x")
     with pytest.raises(ValueError, match="source"):
-        get_source("hadisst")
+        get_source("hadsst3")  # not in the catalogue
 
 
 def test_daily_source_needs_a_start_date(tmp_path):

@@ -12,6 +12,7 @@ import netCDF4
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from flows.cli import main
 from pipeline import fetch
@@ -209,6 +210,7 @@ def test_kill_9_during_a_write_then_rerun_completes_the_store(noaa_mirror, tmp_p
     # The store still opens and validates, with exactly its committed months.
     validate_store(store, full=True)
     assert open_store(store).sizes["time"] == 27
+    assert xr.open_zarr(store).sizes["time"] == 27  # plain readers (consolidated) too
     result = ingest("cobe2", store, mirror=noaa_mirror.url, cache_dir=cache)
     assert (result.added, result.total) == (33, 60)
     validate_store(store, full=True)

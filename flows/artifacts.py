@@ -39,10 +39,12 @@ SCORE_REGIONS = ("global", "nino34")  # regions in the report and the scores tab
 KEY_FIGURES = ("anomaly", "nino34_plume", "skill_vs_lead")
 MORE_FIGURES = ("error", "bias", "sst", "parameters")
 CHARTS = ("nino34_plume", "skill_vs_lead")  # line charts: PNG keeps their lines sharp
-MAP_WIDTH, CHART_WIDTH = 900, 800  # embedded image widths, px
+MAP_WIDTH, CHART_WIDTH = 900, 900  # embedded image widths, px
 SERVER_LIMIT = 1_500_000  # the Prefect server's event size limit, about 1.5 MB
 REPORT_BUDGET = 800_000  # embedded images shrink until the report fits this
 MISSING = "–"
+HEADLINE = "Global ocean RMSE at lead"
+NOT_SCORED = "Not scored yet: no truth covers the valid times."
 
 FIGURE_CAPTIONS = {
     "anomaly": "Forecast SST anomaly against the training-period monthly climatology",
@@ -80,7 +82,8 @@ class ReportContext:
     files: dict[str, str] = field(default_factory=dict)  # other products: name -> path
     embed: bool = False  # data URIs (Prefect, standalone) or relative paths (report.md)
     folder: Path = Path(".")  # report.md's folder, for relative paths
-    issued: str | None = None  # e.g. "Dec 2006"
+    issued: str | None = None  # the last issue time, e.g. "Dec 2006"
+    first_issued: str | None = None  # the first, when the run is a hindcast
     lead_units: str = "months"
     image_scale: float = 1.0  # embedded image widths relative to MAP_WIDTH / CHART_WIDTH
 
@@ -226,8 +229,12 @@ def summary_section(context: ReportContext) -> list[str]:
     """Title and one line: run, training period, when made."""
     attrs = context.attrs
     trained = attrs.get("train_end") or attrs.get("climatology_end")
-    line = (f"Run `{attrs.get('run', '?')}`, trained to {_month(trained) if trained else '?'}; "
+    run = Path(str(attrs.get("run", "?"))).name
+    hindcasts = (f"hindcasts issued monthly from {context.first_issued}; "
+                 if context.first_issued else "")
+    line = (f"{hindcasts}model run `{run}`, trained to {_month(trained) if trained else '?'}; "
             f"report made {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.")
+    line = line[0].upper() + line[1:]
     if not context.metrics:
         line += " No truth covers the valid times yet: not scored."
     return [f"# {title(context)}", "", line, ""]
@@ -248,7 +255,7 @@ def headline(context: ReportContext) -> str | None:
     at = [r for r in rows if int(r["lead"]) == first]
     model, *references = at
     others = ", ".join(f"{_display(r['forecast'])} {_number(r['rmse'])} °C" for r in references)
-    return (f"Global ocean RMSE at lead {first}: **{_display(model['forecast'])} "
+    return (f"{HEADLINE} {first}: **{_display(model['forecast'])} "
             f"{_number(model['rmse'])} °C**" + (f" ({others})" if others else ""))
 
 
@@ -324,23 +331,32 @@ def publish_report(markdown: str, description: str) -> None:
     create_markdown_artifact(markdown, key=REPORT_KEY, description=description)
 
 
-def publish_report_file(path: str | Path, description: str | None = None) -> None:
-    """Publish an already written standalone report (for the parent flow run)."""
-    path = Path(path)
-    text = path.read_text()
-    publish_report(text, description or _first_heading(text))
+def publish_report_file(path: str | Path) -> None:
+    """Publish an already written standalone report (for the parent flow run), described by
+    its headline line as `report_task` describes it."""
+    text = Path(path).read_text()
+    publish_report(text, _described(text))
 
 
-def _first_heading(text: str) -> str:
-    return next((line[2:] for line in text.splitlines() if line.startswith("# ")), "report")
+def _described(text: str) -> str:
+    for line in text.splitlines():
+        if line.startswith(HEADLINE):
+            return line.replace("**", "").rstrip(".")
+    return NOT_SCORED
 
 
-def _issued(forecast) -> str | None:
+def _issued(forecast) -> tuple[str | None, str | None]:
+    """(last issue time, first issue time when there are several)."""
     if "init_time" not in forecast.coords or forecast.sizes.get("init_time", 0) == 0:
-        return None
+        return None, None
     times = forecast["init_time"].values
-    last = _month(times[-1])
-    return last if len(times) == 1 else f"{last} (hindcasts from {_month(times[0])})"
+    return _month(times[-1]), (_month(times[0]) if len(times) > 1 else None)
+
+
+def description(context: ReportContext) -> str:
+    """The artifact's one-line description: the headline score, not the title again."""
+    line = headline(context)
+    return line.replace("**", "") if line else NOT_SCORED
 
 
 @task(name="report", cache_policy=NONE)
@@ -357,16 +373,17 @@ def report_task(forecast: str, store: str, out_dir: str, metrics: dict | None,
     from pipeline.store import describe
 
     opened = open_forecast(forecast)
+    last, first = _issued(opened)
     context = ReportContext(
         attrs=dict(opened.attrs), provenance=describe(store), metrics=metrics, maps=maps,
-        stores=stores, files=dict(files or {}), folder=Path(out_dir),
-        issued=_issued(opened), lead_units=str(opened["lead"].attrs.get("units", "steps")))
+        stores=stores, files=dict(files or {}), folder=Path(out_dir), issued=last,
+        first_issued=first, lead_units=str(opened["lead"].attrs.get("units", "steps")))
     path = Path(out_dir) / "report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report_markdown(context, sections=sections))
     embedded = embedded_report(context, sections=sections)
     standalone_path(path).write_text(embedded)
-    publish_report(embedded, title(context))
+    publish_report(embedded, description(context))
     if metrics:
         create_table_artifact(scores_table(metrics["rows"], lead_units=context.lead_units),
                               key=SCORES_KEY,

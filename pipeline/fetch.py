@@ -464,19 +464,26 @@ def fetch_files(
                 "mirror: synthetic sources are generated locally; to serve synthetic files "
                 "from a mirror, use the product's name (e.g. cobe2) with that mirror"
             )
-        return _generate(source, dest_dir, start, end)
+        with Progress(1, f"generate {source.name}", unit="layout", key="progress-fetch") as bar:
+            files = _generate(source, dest_dir, start, end)
+            bar.update()
+        return files
     if source.files == "single":
         rel = source.relative_path()
-        paths = [fetch_one(source.url(rel, mirror), dest_dir / rel, source, refresh=True)]
-        if source.mask_path():
-            mask_rel = source.mask_path()
-            paths.append(
-                fetch_one(
-                    source.url(mask_rel, mirror),
-                    dest_dir / mask_rel,
-                    source,
-                    variable=source.mask_variable,
+        mask_rel = source.mask_path()
+        with Progress(1 + bool(mask_rel), f"fetch {source.name}", unit="file",
+                      key="progress-fetch") as bar:
+            paths = [fetch_one(source.url(rel, mirror), dest_dir / rel, source, refresh=True)]
+            bar.update()
+            if mask_rel:
+                paths.append(
+                    fetch_one(
+                        source.url(mask_rel, mirror),
+                        dest_dir / mask_rel,
+                        source,
+                        variable=source.mask_variable,
+                    )
                 )
-            )
+                bar.update()
         return paths
     return _per_step(source, dest_dir, start, end, mirror, workers)

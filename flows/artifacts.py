@@ -64,8 +64,9 @@ COLUMNS = {  # scores-table column -> header
     "skill_vs_climatology": "Skill vs clim.",
     "skill_vs_persistence": "Skill vs pers.",
     "bias": "Bias [°C]",
-    "n_init": "Issue times",
+    "n_init": "Issues",
 }
+SHORT_REGION_NAMES = {"global": "global", "nino34": "Niño3.4"}
 REGION_NAMES = {"global": "global ocean", "nino34": "Niño3.4", "tropics": "tropics",
                 "nh": "N. extratropics", "sh": "S. extratropics"}
 
@@ -144,7 +145,7 @@ def scores_table(rows: list[dict], *, lead_units: str = "months",
             if column == "forecast":
                 value = _display(value)
             elif column == "region":
-                value = REGION_NAMES.get(value, value)
+                value = SHORT_REGION_NAMES.get(value, value)
             elif column == "lead":
                 header = f"Lead [{lead_units}]"
                 value = int(value)
@@ -388,7 +389,8 @@ def report_task(forecast: str, store: str, out_dir: str, metrics: dict | None,
         create_table_artifact(scores_table(metrics["rows"], lead_units=context.lead_units),
                               key=SCORES_KEY,
                               description=f"{title(context)}: scores per lead, global ocean "
-                                          "and Niño3.4 (all regions in the metrics files)")
+                                          "and Niño3.4; Issues: issue times scored (all "
+                                          "regions in the metrics files)")
     return str(path)
 
 

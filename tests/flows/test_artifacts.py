@@ -46,12 +46,12 @@ def _context(tmp_path, maps=None, metrics=True):
 def test_scores_table_is_rounded_with_units_and_readable_names():
     table = artifacts.scores_table(_rows())
     assert list(table[0]) == ["Forecast", "Region", "Lead [months]", "RMSE [°C]", "ACC",
-                              "Skill vs clim.", "Skill vs pers.", "Bias [°C]", "Issue times"]
+                              "Skill vs clim.", "Skill vs pers.", "Bias [°C]", "Issues"]
     assert table[0]["Forecast"] == "S-MNN" and table[0]["RMSE [°C]"] == "0.22"
     assert table[0]["Bias [°C]"] == "−0.01"
     climatology = next(r for r in table if r["Forecast"] == "climatology")
     assert climatology["ACC"] == artifacts.MISSING
-    assert {r["Region"] for r in table} == {"global ocean", "Niño3.4"}  # tropics in the files
+    assert {r["Region"] for r in table} == {"global", "Niño3.4"}  # tropics in the files
     assert len(table) == 2 * 12 * 3
 
 

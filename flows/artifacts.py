@@ -273,7 +273,8 @@ def scores_section(context: ReportContext) -> list[str]:
               "and leads: the `forecast-scores` table and the metrics files below.", ""]
     for region in SCORE_REGIONS:
         if any(r["region"] == region for r in rows):
-            parts += [f"### {REGION_NAMES.get(region, region)}", "",
+            name = REGION_NAMES.get(region, region)
+            parts += [f"### {name[0].upper() + name[1:]}", "",
                       metrics_markdown(rows, region=region, lead_units=context.lead_units), ""]
     return parts
 
@@ -365,9 +366,9 @@ def report_task(forecast: str, store: str, out_dir: str, metrics: dict | None,
                 maps: dict[str, str], stores: dict[str, str],
                 files: dict[str, str] | None = None,
                 sections: Sequence[Section] = REPORT_SECTIONS) -> str:
-    """Write report.md and report-standalone.md; publish the report and the scores table.
-
-    Returns the path of report.md; report-standalone.md lies beside it."""
+    """Write report.md and report-standalone.md (images embedded); publish the scores
+    table. Returns the path of report.md; the flow publishes report-standalone.md beside it
+    with `publish_report_file`, on the flow run rather than this task run."""
     from prefect.artifacts import create_table_artifact
 
     from pipeline.forecast_store import open_forecast
@@ -384,7 +385,6 @@ def report_task(forecast: str, store: str, out_dir: str, metrics: dict | None,
     path.write_text(report_markdown(context, sections=sections))
     embedded = embedded_report(context, sections=sections)
     standalone_path(path).write_text(embedded)
-    publish_report(embedded, description(context))
     if metrics:
         create_table_artifact(scores_table(metrics["rows"], lead_units=context.lead_units),
                               key=SCORES_KEY,

@@ -90,6 +90,8 @@ def forecast_flow(params: ForecastParameters) -> dict:
     files = {"maps": str(out / "maps"), "learned parameters": parameters.result(),
              "report with the maps embedded": str(standalone_path(out / "report.md"))}
     report = report_task(model, params.store, str(out), metrics, maps, stores, files)
+    # On the flow run itself, so its Artifacts tab shows the report first.
+    publish_report_file(standalone_path(report))
     return {"forecast": model, "baselines": baseline_paths, "metrics": metrics and {
         k: metrics[k] for k in ("csv", "json")}, "maps": maps, "report": report,
         "parameters": parameters.result()}

@@ -143,9 +143,9 @@ def train_task(store: str, run_dir: str, config: str, resume: bool,
         checkpoint = train(store, run_dir, config=settings, resume=resume,
                            train_end=train_end, progress=progress)
         bar.update_to(_last_step(run_dir, bar.n))
-    if bar.n < total:
-        logger.info("training stopped early at step %d of %d (validation loss stopped "
-                    "improving, or the time budget was spent)", bar.n, total)
+        if bar.n < total:
+            bar.note = "early stop (validation loss stopped improving, or time budget spent)"
+            logger.info("training stopped early at step %d of %d: %s", bar.n, total, bar.note)
     return str(checkpoint)
 
 

@@ -61,6 +61,7 @@ class Progress:
         self._artifact = None
         self._last = 0.0
         self._closed = False
+        self.note: str | None = None  # why the step ended short, shown with the final state
         if _in_prefect_run():
             self._artifact = self._create(key or _artifact_key(desc))
 
@@ -95,7 +96,8 @@ class Progress:
             return f"{self.desc}: {done}"
         if self.n >= self.total:
             return f"{self.desc}: finished, {done}"
-        return f"{self.desc}: stopped at {done} ({self.percent:.0f} %)"
+        why = f": {self.note}" if self.note else ""
+        return f"{self.desc}: stopped at {done} ({self.percent:.0f} %){why}"
 
     # -- the bar
     @property

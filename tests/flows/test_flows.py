@@ -76,6 +76,52 @@ def test_training_publishes_a_progress_artifact_that_says_where_it_ended(trained
         assert "stopped at" in progress.description
 
 
+def test_an_early_stop_shows_in_the_progress_artifact_not_as_100_percent(tiny_workdir):
+    from flows.pipelines import train_flow
+
+    # lr too small to change a float32 weight: the second validation cannot improve, so
+    # patience 1 stops training at step 4 of 12.
+    config = tiny_workdir / "stops-early.toml"
+    config.write_text(TINY_STOPPING)
+    state = train_flow(TrainParameters(store=str(tiny_workdir / "store.zarr"),
+                                       run_dir=str(tiny_workdir / "runs-early"),
+                                       config=str(config), train_end="2002-12-01"),
+                       return_state=True)
+    assert state.is_completed()
+    mine = [a for a in _artifacts("progress-train")["progress-train"]
+            if a.flow_run_id == state.state_details.flow_run_id]
+    assert len(mine) == 1
+    assert float(mine[0].data) == pytest.approx(100 * 4 / 12, abs=0.1)
+    assert mine[0].description.startswith("train: stopped at 4 of 12 steps (33 %): early stop")
+
+
+TINY_STOPPING = """\
+[model]
+n_dct = 8
+encoder_width = 16
+encoder_depth = 1
+latent_dim = 4
+decoder_width = 16
+init_steps = 4
+
+[window]
+context = 24
+horizon = 6
+
+[train]
+batch_size = 64
+max_steps = 12
+lr = 1e-12
+warmup_steps = 0
+val_steps = 6
+val_every = 2
+val_samples = 128
+patience = 1
+checkpoint_every = 2
+log_every = 1
+"""
+
+
 @pytest.fixture(scope="module")
 def forecast_products(trained, tiny_workdir):
     """forecast_flow over 2003 (held out), scored against the store itself."""

@@ -158,9 +158,9 @@ def hindcast(
     inits_per_pass: int = 12, overwrite: bool = False,
 ) -> Path | str:
     """Forecasts issued at every `every`-th store time in [start, end], written to the
-    forecast store `out` (DESIGN.md §3). leads: None (the model's horizon), N (leads 1..N)
-    or a list. An existing forecast store `out` is replaced only with `overwrite`; anything
-    else there (the input SST store, other files) is refused."""
+    forecast store `out` (pipeline/forecast_store.py). leads: None (the model's horizon),
+    N (leads 1..N) or a list. An existing forecast store `out` is replaced only with
+    `overwrite`; anything else there (the input SST store, other files) is refused."""
     if not isinstance(every, int) or every < 1:
         raise ValueError(f"every: expected a positive integer, got {every!r}")
     check_writable(str(out), "forecast", "out", overwrite)  # before loading the model

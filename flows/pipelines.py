@@ -1,9 +1,11 @@
 """The sstcast flows: ingest, train, forecast, and `sst_pipeline` chaining them.
 
 Flows hold no maths: they order the tasks of flows/tasks.py, pass paths and dates between
-them and publish artifacts. Parameters are the typed models of flows/params.py (the form a
-deployment shows in the Prefect UI). Nothing is persisted to Prefect's result storage
-(`persist_result=False`, inherited by the tasks): see the trust boundary in flows/tasks.py.
+them and publish artifacts (flows/artifacts.py: the report, on the forecast run and on the
+parent `sst-pipeline` run, one scores table, and a progress bar per long step). Parameters
+are the typed models of flows/params.py (the form a deployment shows in the Prefect UI).
+Nothing is persisted to Prefect's result storage (`persist_result=False`, inherited by the
+tasks): see the trust boundary in flows/tasks.py.
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ import datetime as dt
 from pathlib import Path
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_link_artifact
 
-from flows.artifacts import report_task
+from flows.artifacts import publish_report_file, report_task, standalone_path
 from flows.params import (
     ForecastParameters,
     IngestParameters,
@@ -37,20 +38,13 @@ from flows.tasks import (
 )
 
 
-def _uri(path: str) -> str:
-    return path if "://" in path else Path(path).resolve().as_uri()
-
-
 @flow(name="ingest", log_prints=True, persist_result=False)
 def ingest_flow(params: IngestParameters, dask_address: str | None = None) -> dict:
     """Fetch the source's files (cached, retried) and append them to the zarr store."""
     files = fetch_task(params.source, params.download_dir(), params.start, params.end,
                        params.mirror)
-    result = store_task(files, params.source, params.store, params.grid, params.freq,
-                        params.start, params.end, dask_address, params.units)
-    create_link_artifact(_uri(params.store), link_text=f"{params.source} store",
-                         key="link-store", description="canonical SST store")
-    return result
+    return store_task(files, params.source, params.store, params.grid, params.freq,
+                      params.start, params.end, dask_address, params.units)
 
 
 @flow(name="train", log_prints=True, persist_result=False)
@@ -59,11 +53,7 @@ def train_flow(params: TrainParameters) -> str:
     run_dir = params.run_dir
     if params.new_run:
         run_dir = str(Path(run_dir) / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ"))
-    checkpoint = train_task(params.store, run_dir, params.config, params.resume,
-                            params.train_end)
-    create_link_artifact(_uri(run_dir), link_text="training run", key="link-run",
-                         description="checkpoints, stats and the training log")
-    return checkpoint
+    return train_task(params.store, run_dir, params.config, params.resume, params.train_end)
 
 
 @flow(name="forecast", log_prints=True, persist_result=False, task_runner=dask_runner())
@@ -97,7 +87,11 @@ def forecast_flow(params: ForecastParameters) -> dict:
                          parameters.result(), baseline_paths)
     stores = {"forecast store": model, "truth store": truth, **{
         f"{kind} store": path for kind, path in baseline_paths.items()}}
-    report = report_task(model, params.store, str(out), metrics, maps, stores)
+    files = {"maps": str(out / "maps"), "learned parameters": parameters.result(),
+             "report with the maps embedded": str(standalone_path(out / "report.md"))}
+    report = report_task(model, params.store, str(out), metrics, maps, stores, files)
+    # On the flow run itself, so its Artifacts tab shows the report first.
+    publish_report_file(standalone_path(report))
     return {"forecast": model, "baselines": baseline_paths, "metrics": metrics and {
         k: metrics[k] for k in ("csv", "json")}, "maps": maps, "report": report,
         "parameters": parameters.result()}
@@ -116,4 +110,6 @@ def sst_pipeline(params: PipelineParameters, dask_address: str | None = None) ->
         train_flow(train)
     runner = dask_runner(dask_address)
     products = forecast_flow.with_options(task_runner=runner)(params.forecast())
+    # The report also on the run the user launched: the first thing its Artifacts tab shows.
+    publish_report_file(standalone_path(products["report"]))
     return {"ingest": ingested, **products}

@@ -16,7 +16,6 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NONE
 from prefect.tasks import exponential_backoff
 
@@ -126,22 +125,42 @@ def resolve_run_task(run_dir: str, required: bool = True) -> str | None:
 @task(name="train", cache_policy=NONE)
 def train_task(store: str, run_dir: str, config: str, resume: bool,
                train_end: dt.date | None) -> str:
-    """Train into `run_dir`; a progress artifact follows the optimiser steps."""
+    """Train into `run_dir`; a progress artifact follows the optimiser steps and, after an
+    early stop, says at which step training ended (the terminal bar is train's own)."""
+    from pipeline.progress import Progress
     from pipeline.train import train
 
     logger = get_run_logger()
-    artifact = create_progress_artifact(progress=0.0, key="training-progress",
-                                        description=f"training {run_dir}")
+    settings = _config(config)
+    total = settings.train.max_steps
 
-    def progress(fraction: float, metrics: dict) -> None:
-        update_progress_artifact(artifact, progress=round(100.0 * float(fraction), 1))
-        logger.info("training %.0f%%: %s", 100 * fraction,
-                    {k: _plain(v) for k, v in metrics.items()})
+    with Progress(total, "train", unit="step", key="progress-train", bar=False) as bar:
+        def progress(fraction: float, metrics: dict) -> None:
+            bar.update_to(round(float(fraction) * total))
+            logger.info("training step %d of %d: loss %.4g", metrics.get("step", bar.n), total,
+                        float(metrics.get("loss", float("nan"))))
 
-    checkpoint = train(store, run_dir, config=_config(config), resume=resume,
-                       train_end=train_end, progress=progress)
-    update_progress_artifact(artifact, progress=100.0)
+        checkpoint = train(store, run_dir, config=settings, resume=resume,
+                           train_end=train_end, progress=progress)
+        bar.update_to(_last_step(run_dir, bar.n))
+        if bar.n < total:
+            bar.note = "early stop (validation loss stopped improving, or time budget spent)"
+            logger.info("training stopped early at step %d of %d: %s", bar.n, total, bar.note)
     return str(checkpoint)
+
+
+def _last_step(run_dir: str, default: float) -> float:
+    """The last optimiser step in the training log (early stopping ends between logs)."""
+    import json
+
+    from pipeline.train import LOG
+
+    try:
+        lines = Path(run_dir, LOG).read_text().splitlines()
+    except OSError:
+        return default
+    steps = [json.loads(line).get("step") for line in lines if line.strip()]
+    return float(max([s for s in steps if isinstance(s, int | float)], default=default))
 
 
 @task(name="hindcast", cache_policy=NONE)

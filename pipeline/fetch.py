@@ -12,7 +12,7 @@
 - Checks each download opens as netCDF with the expected variable and coordinates before it
   is accepted; accepted files get a `<file>.ok` note (size, and for files updated in place,
   the server's Last-Modified/Content-Length) so they are not fetched or opened again.
-- Downloads run in a bounded thread pool with a tqdm progress bar.
+- Downloads run in a bounded thread pool with a progress bar (`pipeline.progress`).
 - OISST daily: a day without its final file falls back to `_preliminary`; when the final file
   appears later it replaces the preliminary one.
 """
@@ -34,8 +34,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pandas as pd
-from tqdm.auto import tqdm
 
+from pipeline.progress import Progress
 from pipeline.sources import SYNTHETIC_DEFAULT_END, Source, get_source
 
 CHUNK = 1 << 20
@@ -403,7 +403,7 @@ def _per_step(source: Source, dest_dir: Path, start, end, mirror, workers: int) 
 
     with (
         ThreadPoolExecutor(max_workers=workers) as pool,
-        tqdm(total=len(times), unit="file", desc=f"fetch {source.name}", disable=None) as bar,
+        Progress(len(times), f"fetch {source.name}", unit="file", key="progress-fetch") as bar,
     ):
         results = []
         for path in pool.map(job, times):
@@ -505,19 +505,26 @@ def fetch_files(
                 "mirror: synthetic sources are generated locally; to serve synthetic files "
                 "from a mirror, use the product's name (e.g. cobe2) with that mirror"
             )
-        return _generate(source, dest_dir, start, end)
+        with Progress(1, f"generate {source.name}", unit="layout", key="progress-fetch") as bar:
+            files = _generate(source, dest_dir, start, end)
+            bar.update()
+        return files
     if source.files == "single":
         rel = source.relative_path()
-        paths = [fetch_one(source.url(rel, mirror), dest_dir / rel, source, refresh=True)]
-        if source.mask_path():
-            mask_rel = source.mask_path()
-            paths.append(
-                fetch_one(
-                    source.url(mask_rel, mirror),
-                    dest_dir / mask_rel,
-                    source,
-                    variable=source.mask_variable,
+        mask_rel = source.mask_path()
+        with Progress(1 + bool(mask_rel), f"fetch {source.name}", unit="file",
+                      key="progress-fetch") as bar:
+            paths = [fetch_one(source.url(rel, mirror), dest_dir / rel, source, refresh=True)]
+            bar.update()
+            if mask_rel:
+                paths.append(
+                    fetch_one(
+                        source.url(mask_rel, mirror),
+                        dest_dir / mask_rel,
+                        source,
+                        variable=source.mask_variable,
+                    )
                 )
-            )
+                bar.update()
         return paths
     return _per_step(source, dest_dir, start, end, mirror, workers)

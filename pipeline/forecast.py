@@ -21,6 +21,7 @@ import xarray as xr
 from pipeline.climatology import open_sst, seasonal_index, time_step
 from pipeline.forecast_store import ForecastWriter
 from pipeline.modes import TENDENCY_LAG, mode_features, project
+from pipeline.progress import Progress
 from pipeline.store import check_writable
 from pipeline.train import STATS, default_device, load_model
 from pipeline.windows import covariates, normalised_anomalies, ocean_locations
@@ -173,9 +174,9 @@ def hindcast(
     inits_per_pass: int = 12, overwrite: bool = False,
 ) -> Path | str:
     """Forecasts issued at every `every`-th store time in [start, end], written to the
-    forecast store `out` (DESIGN.md §3). leads: None (the model's horizon), N (leads 1..N)
-    or a list. An existing forecast store `out` is replaced only with `overwrite`; anything
-    else there (the input SST store, other files) is refused."""
+    forecast store `out` (pipeline/forecast_store.py). leads: None (the model's horizon),
+    N (leads 1..N) or a list. An existing forecast store `out` is replaced only with
+    `overwrite`; anything else there (the input SST store, other files) is refused."""
     if not isinstance(every, int) or every < 1:
         raise ValueError(f"every: expected a positive integer, got {every!r}")
     check_writable(str(out), "forecast", "out", overwrite)  # before loading the model
@@ -188,18 +189,21 @@ def hindcast(
         lon=runner.ds.lon.values, step=runner.step, attrs=runner.attrs(), overwrite=overwrite,
     )
     shape = (len(lead_values), runner.ds.sizes["lat"], runner.ds.sizes["lon"])
-    for g in range(0, len(issues), inits_per_pass):
-        group = issues[g : g + inits_per_pass]
-        values = np.full((len(group), *shape), np.nan, np.float32)
-        valid_seasons = seasonal_index(
-            np.stack([runner.step.add(runner.times[group], int(n)) for n in lead_values],
-                     axis=1), runner.step)  # (I, L)
-        for iy, ix, out_block in runner.blocks(group):
-            anomaly = out_block["forecast"][:, :, lead_values - 1]  # (I, n, L)
-            clim = runner.clim[:, iy, ix][valid_seasons]  # (I, L, n)
-            values[:, :, iy, ix] = clim + np.moveaxis(anomaly, 1, 2) * runner.std[iy, ix]
-        for i in range(len(group)):
-            writer.write(g + i, values[i])
+    with Progress(len(issues) * len(runner.locations), "hindcast", unit="forecast",
+                  key="progress-hindcast", unit_scale=True) as bar:
+        for g in range(0, len(issues), inits_per_pass):
+            group = issues[g : g + inits_per_pass]
+            values = np.full((len(group), *shape), np.nan, np.float32)
+            valid_seasons = seasonal_index(
+                np.stack([runner.step.add(runner.times[group], int(n)) for n in lead_values],
+                         axis=1), runner.step)  # (I, L)
+            for iy, ix, out_block in runner.blocks(group):
+                anomaly = out_block["forecast"][:, :, lead_values - 1]  # (I, n, L)
+                clim = runner.clim[:, iy, ix][valid_seasons]  # (I, L, n)
+                values[:, :, iy, ix] = clim + np.moveaxis(anomaly, 1, 2) * runner.std[iy, ix]
+                bar.update(len(group) * len(iy))
+            for i in range(len(group)):
+                writer.write(g + i, values[i])
     return writer.path
 
 

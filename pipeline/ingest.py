@@ -21,6 +21,7 @@ import xarray as xr
 
 from pipeline import preprocess
 from pipeline.fetch import default_span, fetch_files
+from pipeline.progress import Progress
 from pipeline.sources import DEFAULT_SOURCE, Source, get_source
 from pipeline.store import (
     COMMITTED,
@@ -130,7 +131,17 @@ def files_to_store(
     units: the SST units ("degC", "K", any udunits spelling) when the files declare none.
     Ocean values that are infinite or outside `pipeline.store.SST_RANGE` (after conversion
     to °C) are refused before anything is written, so the store stays as it was.
+    A progress bar follows the three stages: read, check, write.
     """
+    with Progress(3, "ingest", unit="stage", key="progress-ingest") as bar:
+        result = _files_to_store(files, source, store, grid=grid, freq=freq, start=start,
+                                 end=end, units=units, bar=bar)
+        bar.update_to(3)  # also when there was nothing new to write
+    return result
+
+
+def _files_to_store(files, source, store, *, grid, freq, start, end, units,
+                    bar: Progress) -> IngestResult:
     source = get_source(source)
     files = [Path(f) for f in files]
     store = str(store)
@@ -167,6 +178,8 @@ def files_to_store(
     else:
         mask = preprocess.mask_from_data(sst)
     ds = preprocess.apply_mask(sst, mask)
+    bar.update()
+    bar.set_postfix(stage="check values")
     # Refuse implausible values of the steps to be written, before anything is written.
     picked = _within(ds["time"].values, None if first is None else _period(first, native), end)
     per_step = len(data_files) == ds.sizes["time"]
@@ -195,6 +208,8 @@ def files_to_store(
         "sstcast_retrieved": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
         "sstcast_grid": f"{grid if grid is not None else source.resolution} degrees",
     }
+    bar.update_to(2)
+    bar.set_postfix(stage="write")
     written = write_store(
         ds, store, time_step=step, preliminary_from=prelim_from, provenance=provenance
     )

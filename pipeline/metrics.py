@@ -21,6 +21,7 @@ import pandas as pd
 
 from pipeline.climatology import fit_climatology, open_sst, seasonal_index, time_step
 from pipeline.forecast_store import open_forecast
+from pipeline.progress import progress
 
 __all__ = [
     "REGIONS",
@@ -225,7 +226,8 @@ def evaluate(
 
     init_anomaly = at(inits) - clim[seasonal_index(inits, step)]  # (I, Y, X)
     rows = []
-    for li, lead in enumerate(fc.lead.values):
+    leads = progress(fc.lead.values, desc="evaluate", unit="lead", key="progress-evaluate")
+    for li, lead in enumerate(leads):
         vt = valid[:, li]
         truth_l = at(vt)
         clim_l = clim[seasonal_index(vt, step)]

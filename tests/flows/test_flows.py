@@ -4,6 +4,7 @@ The numbers themselves are checked by the library tests (tests/pipeline)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -65,9 +66,60 @@ def test_train_flow_writes_a_checkpoint_in_a_new_time_stamped_run(trained, tiny_
     assert trained.parent.name.endswith("Z")
 
 
-def test_training_publishes_a_finished_progress_artifact(trained):
-    progress = (_artifacts("training-progress"))["training-progress"]
-    assert progress[0].type == "progress" and float(progress[0].data) == 100.0
+def test_training_publishes_a_progress_artifact_that_says_where_it_ended(trained):
+    progress = _artifacts("progress-train")["progress-train"][0]
+    assert progress.type == "progress"
+    # max_steps 6 with patience: 100 % and 'finished', or where it stopped early
+    if float(progress.data) == 100.0:
+        assert "finished, 6 of 6 steps" in progress.description
+    else:
+        assert "stopped at" in progress.description
+
+
+def test_an_early_stop_shows_in_the_progress_artifact_not_as_100_percent(tiny_workdir):
+    from flows.pipelines import train_flow
+
+    # lr too small to change a float32 weight: the second validation cannot improve, so
+    # patience 1 stops training at step 4 of 12.
+    config = tiny_workdir / "stops-early.toml"
+    config.write_text(TINY_STOPPING)
+    state = train_flow(TrainParameters(store=str(tiny_workdir / "store.zarr"),
+                                       run_dir=str(tiny_workdir / "runs-early"),
+                                       config=str(config), train_end="2002-12-01"),
+                       return_state=True)
+    assert state.is_completed()
+    mine = [a for a in _artifacts("progress-train")["progress-train"]
+            if a.flow_run_id == state.state_details.flow_run_id]
+    assert len(mine) == 1
+    assert float(mine[0].data) == pytest.approx(100 * 4 / 12, abs=0.1)
+    assert mine[0].description.startswith("train: stopped at 4 of 12 steps (33 %): early stop")
+
+
+TINY_STOPPING = """\
+[model]
+n_dct = 8
+encoder_width = 16
+encoder_depth = 1
+latent_dim = 4
+decoder_width = 16
+init_steps = 4
+
+[window]
+context = 24
+horizon = 6
+
+[train]
+batch_size = 64
+max_steps = 12
+lr = 1e-12
+warmup_steps = 0
+val_steps = 6
+val_every = 2
+val_samples = 128
+patience = 1
+checkpoint_every = 2
+log_every = 1
+"""
 
 
 @pytest.fixture(scope="module")
@@ -90,24 +142,34 @@ def test_forecast_flow_writes_stores_metrics_maps_and_report(forecast_products, 
                  forecast_products["metrics"]["csv"], forecast_products["parameters"],
                  *forecast_products["maps"].values()]:
         assert Path(path).exists(), path
-    assert {"sst_lead1", "error_lead6", "bias_lead1", "nino34_plume", "skill_vs_lead",
+    assert {"sst", "anomaly", "error", "bias", "nino34_plume", "skill_vs_lead",
             "parameters"} <= set(forecast_products["maps"])
     report = Path(forecast_products["report"]).read_text()
-    assert "## Scores" in report and "mechanistic_identifier" in report
+    assert "## Scores" in report and "S-MNN" in report
+    assert "mechanistic_identifier" not in report.split("## Model configuration")[0]
     assert "![skill_vs_lead](maps/skill_vs_lead.png)" in report  # relative to report.md
     assert "## Data provenance" in report and "## Model configuration" in report
+    # maps first: the first image comes before the first table
+    assert report.index("![anomaly]") < report.index("## Scores")
 
 
-def test_forecast_flow_publishes_report_tables_and_links(forecast_products):
+def test_forecast_flow_publishes_one_report_one_table_and_no_links(forecast_products):
+    from flows.artifacts import SERVER_LIMIT
+
     artifacts = _artifacts()
     report = artifacts["forecast-report"][0]
-    assert report.type == "markdown" and "data:image/png;base64," in report.data
-    assert len(report.data) < 1_000_000  # under the server's event size limit
-    assert {"metrics-global", "metrics-nino34", "metrics-lead-1"} <= set(artifacts)
-    rows = artifacts["metrics-global"][0].data
-    assert "mechanistic_identifier" in str(rows) and "rmse" in str(rows)
-    assert {"link-forecast-store", "link-report", "link-metrics-csv"} <= set(artifacts)
-    assert "(file://" in artifacts["link-report"][0].data
+    assert report.type == "markdown" and "data:image/webp;base64," in report.data
+    assert len(report.data) < SERVER_LIMIT / 2
+    assert report.data.count("# S-MNN SST forecast") == 1
+    assert report.description.startswith("Global ocean RMSE at lead 1: S-MNN ")
+    assert "# S-MNN SST forecast, issued Dec 2003" in report.data
+    assert not [key for key in artifacts if key.startswith(("link-", "metrics-"))]
+    rows = artifacts["forecast-scores"][0].data
+    rows = json.loads(rows) if isinstance(rows, str) else rows
+    text = str(rows)
+    assert "S-MNN" in text and "RMSE [°C]" in text and "Lead [months]" in text
+    assert "0.2236653540379304" not in text and "nan" not in text.lower()
+    assert all(len(str(v)) <= 16 for row in rows for v in row.values())  # rounded
 
 
 def test_forecast_beyond_the_truth_is_published_unscored(trained, tiny_workdir):

@@ -1,4 +1,4 @@
-"""pipeline.maps: real cartopy PNGs from forecast-format datasets built here (DESIGN.md §3)."""
+"""pipeline.maps: real cartopy PNGs from forecast-format datasets built here."""
 
 from __future__ import annotations
 
@@ -158,7 +158,7 @@ def test_plume_draws_one_line_per_init_plus_the_observations(stores):
     fig = maps.nino34_plume({"smnn": forecast, "persistence": forecast + 0.3}, truth,
                             climatology=maps.monthly_climatology(full), last=4)
     labels = [line.get_label() for line in fig.axes[0].lines]
-    assert "observed" in labels and "smnn" in labels and "persistence" in labels
+    assert "observed" in labels and "S-MNN" in labels and "persistence" in labels
     members = [line for line in fig.axes[0].lines
                if line.get_marker() == "o" and len(line.get_xdata()) > 1]
     assert len(members) == 2 * 4
@@ -171,6 +171,7 @@ def test_skill_vs_lead_plots_each_model_and_checks_columns():
                           for r in ("global", "nino34") for k in (1, 2, 3)])
     fig = maps.skill_vs_lead(table, region="nino34")
     assert len(fig.axes) == 2
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["S-MNN", "persistence"]
     rmse_lines = {line.get_label(): line.get_ydata().tolist() for line in fig.axes[0].lines}
     assert rmse_lines["persistence"] == pytest.approx([0.5, 1.0, 1.5])
     with pytest.raises(ValueError, match="lacks columns"):
@@ -203,15 +204,163 @@ def test_regional_grid_uses_its_own_extent(stores):
     assert (east - west, north - south) == pytest.approx((172, 60), abs=0.5)
 
 
-def test_coastlines_come_only_from_files_on_disk(tmp_path, monkeypatch):
+def test_coastlines_come_from_files_on_disk_else_the_bundled_copy(tmp_path, monkeypatch):
     monkeypatch.setenv("CARTOPY_DATA_DIR", str(tmp_path))
     monkeypatch.setitem(maps.cartopy.config, "data_dir", str(tmp_path / "none"))
     monkeypatch.setitem(maps.cartopy.config, "pre_existing_data_dir", "")
-    assert maps.natural_earth_coastlines() is None
+    bundled = maps.natural_earth_coastlines()
+    assert bundled is not None and bundled.is_relative_to(maps.BUNDLED_DATA)
+    assert maps.natural_earth_coastlines(bundled=False) is None
     shp = tmp_path / "shapefiles" / "natural_earth" / "physical" / "ne_110m_coastline.shp"
     shp.parent.mkdir(parents=True)
     shp.write_bytes(b"")
     assert maps.natural_earth_coastlines() == shp
+
+
+def _coastline_artists(fig: Figure) -> list:
+    from cartopy.mpl.feature_artist import FeatureArtist
+
+    return [c for ax in fig.axes for c in getattr(ax, "collections", [])
+            if isinstance(c, FeatureArtist)]
+
+
+def test_maps_draw_coastlines_without_touching_the_network(stores, tmp_path, monkeypatch):
+    import urllib.request
+
+    import cartopy.io
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("cartopy tried the network")
+
+    monkeypatch.setattr(cartopy.io.Downloader, "acquire_resource", refuse)
+    monkeypatch.setattr(cartopy.io, "urlopen", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setitem(maps.cartopy.config, "data_dir", str(tmp_path / "empty"))
+    monkeypatch.setitem(maps.cartopy.config, "pre_existing_data_dir", "")
+    monkeypatch.delenv("CARTOPY_DATA_DIR", raising=False)
+    truth, forecast, _ = stores
+    for fig in (maps.forecast_sst_map(forecast, lead=[1, 6]),
+                maps.forecast_sst_map(forecast.sel(lat=slice(-30, 30), lon=slice(120, 290)))):
+        drawn = _coastline_artists(fig)
+        assert len(drawn) == len(axes_values(fig)) >= 1
+        maps.save_figure(fig, tmp_path / "coast.png")  # drawing reads the shapefile lazily
+        assert not any(maps.NO_COASTLINES in t.get_text() for ax in fig.axes for t in ax.texts)
+
+
+def test_a_map_says_so_when_no_coastline_file_exists(stores, tmp_path, monkeypatch):
+    monkeypatch.setattr(maps, "BUNDLED_DATA", tmp_path / "nothing")
+    monkeypatch.setitem(maps.cartopy.config, "data_dir", str(tmp_path / "empty"))
+    monkeypatch.setitem(maps.cartopy.config, "pre_existing_data_dir", "")
+    monkeypatch.delenv("CARTOPY_DATA_DIR", raising=False)
+    _, forecast, _ = stores
+    fig = maps.forecast_sst_map(forecast)
+    assert not _coastline_artists(fig)
+    assert any(maps.NO_COASTLINES in t.get_text() for ax in fig.axes for t in ax.texts)
+
+
+def test_global_maps_label_their_gridlines(stores):
+    _, forecast, _ = stores
+    fig = maps.forecast_sst_map(forecast)
+    texts = {t.get_text().strip() for t in fig.axes[0].texts}
+    assert {"30°N", "0°", "30°S", "60°E", "180°", "120°W"} <= texts
+
+
+def _norm_boundaries(fig: Figure) -> list[np.ndarray]:
+    out = []
+    for ax in fig.axes:
+        if hasattr(ax, "projection"):
+            mesh = next(c for c in ax.collections if c.get_cmap().N > 1)
+            out.append(np.asarray(mesh.norm.boundaries))
+    return out
+
+
+def test_several_leads_share_one_colour_scale_that_the_strongest_anomaly_fits(stores):
+    truth, forecast, full = stores
+    climatology = maps.monthly_climatology(full)
+    fig = maps.forecast_anomaly_map(forecast, climatology, lead=[1, 6])
+    first, last = _norm_boundaries(fig)
+    np.testing.assert_array_equal(first, last)
+    assert first[0] == -first[-1]  # diverging about 0
+    drawn = np.concatenate([v.ravel() for v in axes_values(fig)])
+    assert np.nanpercentile(np.abs(drawn), 99.9) <= first[-1]
+    colourbars = [ax for ax in fig.axes if not hasattr(ax, "projection")]
+    assert len(colourbars) == 1
+    errors = maps.error_map(forecast, truth, lead=[1, 2])
+    assert len(axes_values(errors)) == 2 and len(set(map(tuple, _norm_boundaries(errors)))) == 1
+
+
+def test_titles_name_the_model_and_months_readably(stores):
+    truth, forecast, _ = stores
+    forecast = forecast.assign_attrs(model="mechanistic_identifier")
+    fig = maps.bias_map(forecast, truth, lead=[1, 3])
+    texts = [fig.get_suptitle()] + [ax.get_title() for ax in fig.axes]
+    joined = " ".join(texts)
+    assert "S-MNN" in joined and "mechanistic_identifier" not in joined
+    assert "-01-01" not in joined and "2003" in joined
+    assert "lead 1 month:" in joined and "lead 3 months:" in joined
+
+
+def test_an_ensemble_forecast_is_drawn_as_its_member_mean(stores):
+    _, forecast, _ = stores
+    ensemble = xr.concat([forecast["sst"] - 1.0, forecast["sst"] + 1.0], dim="member")
+    ensemble = forecast.assign(sst=ensemble.transpose("init_time", "lead", "member", "lat",
+                                                      "lon"))
+    (drawn,) = axes_values(maps.forecast_sst_map(ensemble, lead=2))
+    (plain,) = axes_values(maps.forecast_sst_map(forecast, lead=2))
+    np.testing.assert_allclose(drawn, plain, rtol=1e-5)
+
+
+def _interpretation(truth: xr.Dataset, latents: int = 16) -> xr.Dataset:
+    """Maps as pipeline.forecast.interpret writes them: latents, three ODE coefficients (one
+    all but negative), the right-hand side and the step size."""
+    rng = np.random.default_rng(2)
+    shape = (truth.sizes["lat"], truth.sizes["lon"])
+    coefficient = np.stack([rng.uniform(-7.13, 0.16, shape), rng.normal(0, 1, shape),
+                            rng.uniform(0.5, 2.0, shape)])
+    return xr.Dataset(
+        {"latent": (("component", "lat", "lon"), rng.standard_normal((latents, *shape)),
+                    {"long_name": "latent variables"}),
+         "coefficient": (("derivative", "lat", "lon"), coefficient,
+                         {"long_name": "ODE coefficient of the k-th derivative, window mean"}),
+         "rhs": (("lat", "lon"), rng.normal(0, 0.3, shape),
+                 {"long_name": "ODE right-hand side, window mean"}),
+         "step_size": (("lat", "lon"), rng.uniform(0.5, 1.0, shape),
+                       {"long_name": "solver step size, window mean", "units": "months"})},
+        coords={"lat": truth["lat"], "lon": truth["lon"], "component": np.arange(latents),
+                "derivative": np.arange(3)},
+    )
+
+
+def test_parameter_maps_show_every_ode_parameter_and_say_what_is_left_out(stores):
+    truth, _, _ = stores
+    fig = maps.parameter_maps(_interpretation(truth), mask=truth["mask"])
+    titles = [ax.get_title() for ax in fig.axes if hasattr(ax, "projection")]
+    assert len(titles) == 16
+    assert titles[:5] == ["ODE coefficient of u", "ODE coefficient of du/dt",
+                          "ODE coefficient of d²u/dt²", "ODE right-hand side",
+                          "solver step size"]
+    assert "5 of 16 latents not shown (latent 11 to 15" in fig.get_suptitle()
+    labels = [ax.get_xlabel() for ax in fig.axes if not hasattr(ax, "projection")]
+    assert "window mean, [months]" in labels and "value (dimensionless)" not in labels
+    boundaries = _norm_boundaries(fig)
+    # the all-but-negative coefficient gets a sequential scale over its own range
+    assert boundaries[0][0] < -6 and boundaries[0][-1] <= 1.0  # not a ±8 diverging scale
+    assert boundaries[1][0] == -boundaries[1][-1]  # the balanced one diverges about 0
+
+
+def test_skill_plot_names_missing_references_and_shows_the_sample_size():
+    table = pd.DataFrame([{"forecast": m, "region": "global", "lead": k, "rmse": s * k,
+                           "acc": np.nan if m == "climatology" else 1 - s * k / 10,
+                           "n_init": 36 - k}
+                          for m, s in [("mechanistic_identifier", 0.3), ("climatology", 0.5),
+                                       ("persistence", 0.4)] for k in (1, 2, 3)])
+    fig = maps.skill_vs_lead(table)
+    rmse, acc, size = fig.axes
+    assert {t.get_text() for t in fig.legends[0].get_texts()} == {
+        "S-MNN", "climatology", "persistence"}
+    assert any("climatology: no ACC" in t.get_text() for t in acc.texts)
+    assert size.get_ylabel() == "issue times scored"
+    assert size.lines[0].get_ydata().tolist() == [35, 34, 33]
 
 
 def test_write_forecast_maps_writes_the_standard_set(stores, tmp_path):
@@ -219,8 +368,8 @@ def test_write_forecast_maps_writes_the_standard_set(stores, tmp_path):
     table = pd.DataFrame({"region": "global", "lead": [1, 2], "rmse": [0.3, 0.4],
                           "acc": [0.9, 0.8]})
     written = maps.write_forecast_maps(forecast, tmp_path, truth=truth, metrics=table,
-                                       leads=[1])
-    assert set(written) == {"sst_lead1", "anomaly_lead1", "bias_lead1", "error_lead1",
-                            "nino34_plume", "skill_vs_lead"}
+                                       leads=[1, 6])
+    assert set(written) == {"sst", "anomaly", "bias", "error", "nino34_plume",
+                            "skill_vs_lead"}
     for path in written.values():
         assert path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 10_000

@@ -34,6 +34,11 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# Steps of a window: 27 years of daily data, 40x the paper's 208. The model allocates
+# (batch, context + horizon) arrays, so an unbounded value fails only after gigabytes.
+MAX_STEPS = 10_000
+
+
 class ModelConfig(_Frozen):
     """The Mechanistic Identifier network (DESIGN.md §4)."""
 
@@ -61,14 +66,15 @@ class ModelConfig(_Frozen):
         12, ge=0, description="leading EOF amplitudes of the global anomaly field (and their "
         "tendencies) fed to every location's encoder (0: off; needs covariates)"
     )
+    level_window: int = Field(
+        120, ge=0, le=MAX_STEPS, description="context steps (at most the whole context) whose "
+        "mean is the recent level: the network forecasts the departure from it (0: off)"
+    )
     align_weight: float = Field(
         0.0, ge=0.0, description="weight of the multi-view latent alignment loss (0: off)"
     )
 
 
-# Steps of a window: 27 years of daily data, 40x the paper's 208. The model allocates
-# (batch, context + horizon) arrays, so an unbounded value fails only after gigabytes.
-MAX_STEPS = 10_000
 
 
 class WindowConfig(_Frozen):
@@ -166,6 +172,7 @@ PRESETS: dict[str, Config] = {
             dtype="float64",
             covariates=False,
             context_modes=0,
+            level_window=0,
         ),
         window=WindowConfig(context=208, horizon=208, location_stride=1),
         train=TrainConfig(

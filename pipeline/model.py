@@ -134,10 +134,26 @@ class MechanisticIdentifier(nn.Module):
         steps = torch.sigmoid(self.step_decoder(latent)).clamp(min=MIN_STEP)
         return coefficients, rhs, steps
 
+    def level(self, context: torch.Tensor) -> torch.Tensor:
+        """(B, 1): the mean of the last `level_window` context steps (all of them when the
+        context is shorter; zero when off).
+
+        The network sees and forecasts departures from this recent level. Anomalies taken
+        against a climatology fitted on the training period revert to zero inside that
+        period by construction, but the warming level persists after it; a network that
+        never sees the level cannot learn that in-sample reversion."""
+        window = self.config.level_window
+        if not window:
+            return torch.zeros_like(context[:, :1])
+        return context[:, -window:].mean(dim=1, keepdim=True)
+
     def forward(
         self, context: torch.Tensor, covariates: torch.Tensor | None = None
     ) -> ModelOutput:
-        """context (B, C) normalised anomalies up to and including the issue time."""
+        """context (B, C) normalised anomalies up to and including the issue time.
+        u holds the departure from the recent level; forecast = level + departure."""
+        level = self.level(context)  # (B, 1)
+        context = context - level
         latent = self.encode(context, covariates)  # (B, L)
         coefficients, rhs, steps = self.decode(latent)  # (B, T, K), (B, T), (B, T-1)
         observed = context[:, -self.s_len :].to(latent.dtype)  # (B, S)
@@ -153,7 +169,7 @@ class MechanisticIdentifier(nn.Module):
             steps,  # (B, T-1)
         )[:, :, 0, :]  # (B, T, K)
         return ModelOutput(
-            forecast=u[:, self.s_len :, 0],
+            forecast=u[:, self.s_len :, 0] + level.to(u.dtype),
             latent=latent,
             coefficients=coefficients,
             rhs=rhs,

@@ -10,7 +10,7 @@ from pipeline.model import MechanisticIdentifier, dct_matrix
 
 WINDOW = WindowConfig(context=24, horizon=6)
 SMALL = dict(n_dct=8, encoder_width=16, encoder_depth=2, latent_dim=4, decoder_width=16,
-             init_steps=3, context_modes=2)
+             init_steps=3, context_modes=2, level_window=0)
 COV = 5 + 2 * 2  # month, location, two mode amplitudes and their tendencies
 
 
@@ -53,6 +53,19 @@ def test_an_untrained_model_relaxes_anomalies_towards_climatology(model):
     context = torch.full((2, 24), 2.0)
     forecast = model(context, torch.zeros(2, COV)).forecast.detach()
     assert (forecast[:, -1].abs() < forecast[:, 0].abs()).all()
+
+
+def test_with_a_level_window_an_untrained_model_relaxes_towards_the_recent_level():
+    net = MechanisticIdentifier(ModelConfig(**{**SMALL, "level_window": 12}), WINDOW)
+    context = torch.cat([torch.full((2, 12), -3.0), torch.full((2, 9), 1.0),
+                         torch.full((2, 3), 3.0)], dim=1)  # level of the last 12 steps: 1.5
+    out = net(context, torch.zeros(2, COV))
+    level = 1.5
+    torch.testing.assert_close(out.u[:, 2, 0], torch.full((2,), 3.0 - level), atol=0.15, rtol=0)
+    gap = (out.forecast.detach() - level).abs()
+    assert (gap[:, -1] < gap[:, 0]).all() and (gap[:, 0] < 3.0 - level).all()
+    constant = net(torch.full((2, 24), 2.0), torch.zeros(2, COV)).forecast.detach()
+    torch.testing.assert_close(constant, torch.full_like(constant, 2.0), atol=1e-3, rtol=0)
 
 
 def test_gradients_reach_every_parameter_with_the_derivative_initial_condition():

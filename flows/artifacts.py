@@ -94,7 +94,7 @@ def _ordered_maps(maps: dict[str, str]) -> list[tuple[str, str]]:
 
 def report_markdown(*, title: str, forecast_attrs: dict, provenance: str,
                     metrics: dict | None, maps: dict[str, str], stores: dict[str, str],
-                    embed: bool, folder: Path) -> str:
+                    embed: bool, folder: Path, sections: str = "") -> str:
     """The forecast report: summary, metrics, maps, stores, config and data provenance."""
     parts = [f"# {title}", "",
              f"Created {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC from run "
@@ -108,6 +108,8 @@ def report_markdown(*, title: str, forecast_attrs: dict, provenance: str,
                   "### Niño3.4", "", metrics_markdown(metrics["rows"], region="nino34"), ""]
     else:
         parts += ["## Scores", "", "No truth covers the valid times yet: not scored.", ""]
+    if sections:  # e.g. the verification history (flows/verification.py)
+        parts += [sections, ""]
     parts += ["## Maps", ""]
     for name, path in _ordered_maps(maps):
         image = _image(path, embed, folder)
@@ -126,8 +128,11 @@ def report_markdown(*, title: str, forecast_attrs: dict, provenance: str,
 
 @task(name="report", cache_policy=NONE)
 def report_task(forecast: str, store: str, out_dir: str, metrics: dict | None,
-                maps: dict[str, str], stores: dict[str, str]) -> str:
-    """Write report.md and publish the report, metric tables and link artifacts."""
+                maps: dict[str, str], stores: dict[str, str],
+                archive: str | None = None) -> str:
+    """Write report.md and publish the report, metric tables and link artifacts; with a
+    forecast `archive`, the report shows its verification history."""
+    from flows.verification import report_section
     from pipeline.forecast_store import open_forecast
     from pipeline.store import describe
 
@@ -139,8 +144,13 @@ def report_task(forecast: str, store: str, out_dir: str, metrics: dict | None,
                   maps=maps, stores=stores)
     path = Path(out_dir) / "report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report_markdown(**common, embed=False, folder=path.parent))
-    create_markdown_artifact(report_markdown(**common, embed=True, folder=path.parent),
+    def extra(embed):
+        return report_section(archive, out_dir, embed=embed) if archive else ""
+
+    path.write_text(report_markdown(**common, embed=False, folder=path.parent,
+                                    sections=extra(False)))
+    create_markdown_artifact(report_markdown(**common, embed=True, folder=path.parent,
+                                             sections=extra(True)),
                              key="forecast-report",
                              description=title)
     if metrics:

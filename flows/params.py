@@ -140,10 +140,11 @@ class PipelineParameters(_Params):
                           "holds a trained one")
 
     def paths(self) -> dict[str, str]:
-        """The fixed layout inside `workdir`: store.zarr, runs/<stamp>/, forecast/."""
+        """The fixed layout inside `workdir`: store.zarr, runs/<stamp>/, forecast/, archive/."""
         root = Path(self.workdir)
         return {"store": str(root / "store.zarr"), "run_dir": str(root / "runs"),
-                "out_dir": str(root / "forecast"), "cache_dir": str(root / "downloads")}
+                "out_dir": str(root / "forecast"), "cache_dir": str(root / "downloads"),
+                "archive": str(root / "archive")}
 
     def ingest(self) -> IngestParameters:
         p = self.paths()

@@ -23,6 +23,7 @@ from flows.params import (
 )
 from flows.runtime import dask_runner
 from flows.tasks import (
+    archive_task,
     baseline_task,
     evaluate_task,
     fetch_task,
@@ -69,7 +70,8 @@ def train_flow(params: TrainParameters) -> str:
 @flow(name="forecast", log_prints=True, persist_result=False, task_runner=dask_runner())
 def forecast_flow(params: ForecastParameters) -> dict:
     """Forecast (hindcast over [start, end]), baselines, scores when the truth exists,
-    maps and the report. Model, baselines and interpretation fan out on dask."""
+    maps and the report; with `archive`, every issued forecast is kept there. Model,
+    baselines and interpretation fan out on dask."""
     logger = get_run_logger()
     out = Path(params.out_dir)
     latest = None
@@ -84,6 +86,7 @@ def forecast_flow(params: ForecastParameters) -> dict:
                  for kind in params.baselines}
     parameters = interpret_task.submit(run_dir, params.store, end,
                                        str(out / "parameters.nc"))
+    archived = archive_task(model, params.archive) if params.archive else None
     truth = params.truth or params.store
     metrics = None
     if truth_covers_task(model, truth):
@@ -97,10 +100,11 @@ def forecast_flow(params: ForecastParameters) -> dict:
                          parameters.result(), baseline_paths)
     stores = {"forecast store": model, "truth store": truth, **{
         f"{kind} store": path for kind, path in baseline_paths.items()}}
-    report = report_task(model, params.store, str(out), metrics, maps, stores)
+    report = report_task(model, params.store, str(out), metrics, maps, stores,
+                         params.archive)
     return {"forecast": model, "baselines": baseline_paths, "metrics": metrics and {
         k: metrics[k] for k in ("csv", "json")}, "maps": maps, "report": report,
-        "parameters": parameters.result()}
+        "parameters": parameters.result(), "archived": archived}
 
 
 @flow(name="sst-pipeline", log_prints=True, persist_result=False)

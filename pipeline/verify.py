@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from pipeline import archive as arch
 from pipeline import baselines
@@ -26,10 +27,15 @@ __all__ = ["pending", "score_entry", "skill_figure", "summary", "verify_archive"
 SCORES = ["rmse", "bias", "acc", "skill_vs_climatology", "skill_vs_persistence"]
 
 
+def _truth(truth):
+    """The truth as a loaded Dataset (read once per verification), from a path or Dataset."""
+    return (truth if isinstance(truth, xr.Dataset) else open_store(str(truth))).load()
+
+
 def pending(archive, truth) -> list[tuple[dict, list[int]]]:
-    """(entry, leads) still to verify: leads whose valid time the truth store now holds and
-    that no verification has scored yet."""
-    times = open_store(truth)["time"].values
+    """(entry, leads) still to verify: leads whose valid time the truth store (path, URL or
+    Dataset) now holds and that no verification has scored yet."""
+    times = (truth if isinstance(truth, xr.Dataset) else open_store(str(truth)))["time"].values
     done = arch.verified_leads(archive)
     out = []
     for entry in arch.entries(archive):
@@ -82,6 +88,7 @@ def verify_archive(archive, truth, *, kinds=None, now: dt.datetime | None = None
     """Score every pending (entry, lead) and commit the rows to the history; returns the
     rows added (empty when nothing new is observed)."""
     stamp = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
+    truth = _truth(truth)
     frames = []
     for entry, leads in pending(archive, truth):
         rows = score_entry(archive, entry, leads, truth, kinds=kinds, work_dir=work_dir)

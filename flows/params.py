@@ -196,5 +196,8 @@ class OperationParameters(_Params):
 
     def forecast(self) -> ForecastParameters:
         p = self.paths()
+        # Baseline stores are drawn in the maps; verification issues its own baselines.
+        extra = {} if self.maps else {"baselines": ()}
         return ForecastParameters(run_dir=p["run_dir"], store=p["store"], out_dir=p["out_dir"],
-                                  leads=self.leads, maps=self.maps, archive=p["archive"])
+                                  leads=self.leads, maps=self.maps, archive=p["archive"],
+                                  **extra)

@@ -104,3 +104,29 @@ def test_served_deployment_runs_to_completion(prefect_server, trained, tiny_work
         server.terminate()
         server.wait(timeout=60)
         log.close()
+
+
+def test_serve_refuses_to_take_over_deployments_of_a_work_pool(prefect_server):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    from flows import cli_ops
+    from flows.deployments import DEPLOYMENTS
+
+    target = DEPLOYMENTS[0]
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_work_pool(WorkPoolCreate(name="sstcast-test-pool", type="process"))
+        except Exception:  # noqa: BLE001 - already there from an earlier run
+            pass
+        flow_id = client.create_flow_from_name(target.flow_name)
+        deployment_id = client.create_deployment(
+            flow_id=flow_id, name=target.name, work_pool_name="sstcast-test-pool",
+            entrypoint=f"flows/operations.py:{target.flow}")
+    try:
+        with pytest.raises(ValueError, match=f"deployment {target.full_name}: expected none"):
+            cli_ops.check_takeover(replace=False)
+        cli_ops.check_takeover(replace=True)
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_deployment(deployment_id)

@@ -221,3 +221,25 @@ def test_a_fresh_folder_with_nothing_to_forecast_from_skips_in_one_line(prefect_
     assert "nothing to forecast from" in state.message and "\n" not in state.message
     assert (tmp_path / "w" / "store.zarr").exists()  # the bootstrap ingested first
     assert not (tmp_path / "w" / "runs").exists()
+
+
+def test_a_missing_file_fails_the_fetch_once_without_retries(prefect_server, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows import operations
+
+    (tmp_path / "mirror").mkdir()  # serves nothing: a 404 for the COBE2 file
+    params = OperationParameters(workdir=str(tmp_path / "w"), source="cobe2",
+                                 mirror=(tmp_path / "mirror").as_uri())
+    started = time.monotonic()
+    state = operations.scheduled_ingest(params, return_state=True)
+    assert state.is_failed() and "not found (404)" in state.message
+    assert time.monotonic() - started < 30  # no 2 + 4 + 8 s of backoff
+    with get_client(sync_client=True) as client:
+        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id={"any_": [state.state_details.flow_run_id]}))
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[c.id for c in children])))
+    fetch = [r for r in runs if r.name.startswith("fetch")]
+    assert len(fetch) == 1 and fetch[0].run_count == 1, [(r.name, r.run_count) for r in runs]

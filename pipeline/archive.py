@@ -90,7 +90,8 @@ def _index(archive) -> dict:
     raw = _read(fs, f"{path}/{INDEX}")
     if raw is None:
         if fs.exists(path) and fs.isdir(path) and any(
-            Path(p).name not in ("entries", HISTORY) for p in fs.ls(path, detail=False)
+            Path(p).name not in ("entries", HISTORY) and not Path(p).name.endswith(".tmp")
+            for p in fs.ls(path, detail=False)  # .tmp: an interrupted first commit
         ):
             raise ValueError(f"archive: expected a forecast archive or a new folder, got "
                              f"{str(archive)!r} holding other files")

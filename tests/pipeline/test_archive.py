@@ -78,6 +78,15 @@ def test_an_interrupted_write_leaves_the_archive_as_it_was(issued, tmp_path, mon
     assert arch.open_entry(archive, arch.entries(archive)[1]).init_time.size == 1
 
 
+def test_a_first_commit_interrupted_mid_write_leaves_an_empty_archive(issued, tmp_path):
+    _, _, forecast = issued
+    archive = tmp_path / "archive"
+    (archive / "entries").mkdir(parents=True)
+    (archive / "index.json.0123.tmp").write_text('{"format": "sstc')  # cut short
+    assert arch.entries(archive) == []
+    assert len(arch.add_forecast(archive, forecast)) == 3
+
+
 def test_a_locked_archive_is_refused(issued, tmp_path):
     from pipeline.lock import StoreLocked, store_lock
 

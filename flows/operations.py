@@ -15,10 +15,12 @@ from prefect.states import Completed
 from flows.params import OperationParameters
 from flows.pipelines import forecast_flow, ingest_flow, train_flow
 from flows.runtime import dask_runner
-from flows.tasks import readiness_task, resolve_run_task
+from flows.tasks import readiness, resolve_run_task
 from flows.verification import publish_task, verify_task
 
 SKIPPED = "Skipped"
+# The checks below (store there? model there? enough data?) are plain calls, not tasks: they
+# are quick reads, and a task run each would add server round trips to every scheduled run.
 
 
 def _skip(message: str):
@@ -48,7 +50,7 @@ def scheduled_retrain(params: OperationParameters, dask_address: str | None = No
     _ensure_store(params, dask_address)
     p = params.paths()
     train = params.pipeline().train()
-    reason = readiness_task(p["store"], p["run_dir"], params.config, training=True)
+    reason = readiness(p["store"], p["run_dir"], params.config, training=True)
     if reason:
         return _skip(f"retrain skipped: nothing to train on: {reason}")
     return train_flow(train)
@@ -62,10 +64,10 @@ def scheduled_forecast(params: OperationParameters, dask_address: str | None = N
     logger = get_run_logger()
     _ensure_store(params, dask_address)
     p = params.paths()
-    reason = readiness_task(p["store"], p["run_dir"], params.config)
+    reason = readiness(p["store"], p["run_dir"], params.config)
     if reason:
         return _skip(f"forecast skipped: nothing to forecast from: {reason}")
-    if resolve_run_task(p["run_dir"], required=False) is None:
+    if resolve_run_task.fn(p["run_dir"], required=False) is None:
         logger.info("bootstrap: no trained model in %s yet, training the first", p["run_dir"])
         train_flow(params.pipeline().train())
     runner = dask_runner(dask_address)

@@ -281,8 +281,7 @@ def maps_task(forecast: str, out_dir: str, truth: str | None, metrics_csv: str |
 # --------------------------------------------------------------------------- operation
 
 
-@task(name="readiness", **_IO)
-def readiness_task(store: str, run_dir: str, config: str, training: bool = False) -> str | None:
+def readiness(store: str, run_dir: str, config: str, training: bool = False) -> str | None:
     """Why nothing can be forecast from `store` yet (one line), or None: no SST, fewer steps
     than the trained run's context, or (`training`, or no trained run yet) too few steps to
     train on with `config`."""

@@ -87,6 +87,7 @@ class ReportContext:
     first_issued: str | None = None  # the first, when the run is a hindcast
     lead_units: str = "months"
     image_scale: float = 1.0  # embedded image widths relative to MAP_WIDTH / CHART_WIDTH
+    archive: str | None = None  # the forecast archive, for the verification history
 
 
 # --------------------------------------------------------------------------- formatting
@@ -307,10 +308,19 @@ def provenance_section(context: ReportContext) -> list[str]:
     return ["## Data provenance", "", "```", context.provenance.strip(), "```", ""]
 
 
+def verification_section(context: ReportContext) -> list[str]:
+    """The verification history of the forecast archive (flows/verification.py)."""
+    if not context.archive:
+        return []
+    from flows.verification import report_section
+
+    return report_section(context.archive, context)
+
+
 Section = Callable[[ReportContext], list[str]]
 REPORT_SECTIONS: tuple[Section, ...] = (
-    summary_section, key_figures_section, scores_section, more_figures_section,
-    files_section, configuration_section, provenance_section,
+    summary_section, key_figures_section, scores_section, verification_section,
+    more_figures_section, files_section, configuration_section, provenance_section,
 )
 
 
@@ -365,7 +375,8 @@ def description(context: ReportContext) -> str:
 def report_task(forecast: str, store: str, out_dir: str, metrics: dict | None,
                 maps: dict[str, str], stores: dict[str, str],
                 files: dict[str, str] | None = None,
-                sections: Sequence[Section] = REPORT_SECTIONS) -> str:
+                sections: Sequence[Section] = REPORT_SECTIONS,
+                archive: str | None = None) -> str:
     """Write report.md and report-standalone.md (images embedded); publish the scores
     table. Returns the path of report.md; the flow publishes report-standalone.md beside it
     with `publish_report_file`, on the flow run rather than this task run."""
@@ -379,7 +390,8 @@ def report_task(forecast: str, store: str, out_dir: str, metrics: dict | None,
     context = ReportContext(
         attrs=dict(opened.attrs), provenance=describe(store), metrics=metrics, maps=maps,
         stores=stores, files=dict(files or {}), folder=Path(out_dir), issued=last,
-        first_issued=first, lead_units=str(opened["lead"].attrs.get("units", "steps")))
+        first_issued=first, lead_units=str(opened["lead"].attrs.get("units", "steps")),
+        archive=archive)
     path = Path(out_dir) / "report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report_markdown(context, sections=sections))

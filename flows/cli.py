@@ -2,7 +2,7 @@
 
 - flows/cli_data.py  -> ingest, info, export
 - flows/cli_model.py -> train, forecast, hindcast, evaluate
-- flows/cli_ops.py   -> run, serve, demo
+- flows/cli_ops.py   -> run, serve, deployments, demo
 """
 
 from __future__ import annotations

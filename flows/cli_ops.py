@@ -1,4 +1,4 @@
-"""`sstcast run`, `sstcast serve` and `sstcast demo` (see flows/cli.py).
+"""`sstcast run`, `sstcast serve`, `sstcast deployments` and `sstcast demo` (see flows/cli.py).
 
 Prefect is imported inside the handlers, after `offline_environment` has set the offline
 defaults (Prefect reads its settings when first imported).
@@ -12,9 +12,11 @@ import json
 import typing
 from pathlib import Path
 
+from flows.deployments import CRONS, DEPLOYMENTS
 from flows.params import (
     ForecastParameters,
     IngestParameters,
+    OperationParameters,
     PipelineParameters,
     TrainParameters,
 )
@@ -25,13 +27,10 @@ FLOWS = {
     "train": TrainParameters,
     "forecast": ForecastParameters,
     "pipeline": PipelineParameters,
+    "verify": OperationParameters,
 }
 
-SCHEDULES = {  # deployment -> default cron (UTC)
-    "ingest": "0 6 * * *",  # daily at 06:00
-    "forecast": "0 8 2 * *",  # monthly, on the 2nd at 08:00 (after the month's data)
-    "retrain": "0 4 3 1,4,7,10 *",  # quarterly, 3 Jan/Apr/Jul/Oct at 04:00
-}
+SCHEDULES = CRONS  # deployment option -> default cron (UTC), from flows/deployments.py
 
 # The demo's small model: a coarse grid and a short training run, a few minutes on 2 cores.
 DEMO_CONFIG = """\
@@ -109,17 +108,24 @@ def register(subparsers) -> None:
         sub.set_defaults(func=run_command)
 
     serve = subparsers.add_parser("serve", help="serve the scheduled deployments (ingest "
-                                  "daily, forecast monthly, retrain quarterly)")
-    _add_model_options(serve, PipelineParameters,
-                       skip=("forecast_start", "forecast_end", "retrain", "train_end"))
-    for name, cron in SCHEDULES.items():
-        serve.add_argument(f"--{name}-cron", default=cron,
-                           help=f"cron schedule (UTC) of the {name} deployment "
-                           f"(default: '{cron}')")
+                                  "daily, verify and forecast monthly, retrain quarterly)")
+    _add_operation_options(serve)
     serve.add_argument("--limit", type=int, default=1,
                        help="flow runs executed at the same time (default: 1)")
+    serve.add_argument("--replace", action="store_true",
+                       help="take over deployments of the same names that `prefect deploy` "
+                       "bound to a work pool (refused otherwise)")
     _add_common(serve)
     serve.set_defaults(func=serve_command)
+
+    deploy = subparsers.add_parser("deployments", help="write the deployments `serve` runs "
+                                   "as prefect.yaml (for `prefect deploy --all`)")
+    _add_operation_options(deploy)
+    deploy.add_argument("--output", default="-",
+                        help="file to write (default: - for standard output)")
+    deploy.add_argument("--dask-address", default=None,
+                        help="dask scheduler address passed to the flows")
+    deploy.set_defaults(func=deployments_command)
 
     demo = subparsers.add_parser("demo", help="run the whole pipeline on synthetic data "
                                  "with a small model and print where the products are")
@@ -127,6 +133,32 @@ def register(subparsers) -> None:
                       help="output folder (default: demo-output)")
     _add_common(demo)
     demo.set_defaults(func=demo_command)
+
+
+def _add_operation_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `serve` and `deployments`: OperationParameters and one cron each."""
+    _add_model_options(parser, OperationParameters)
+    for d in DEPLOYMENTS:
+        parser.add_argument(f"--{d.option}-cron", default=d.cron,
+                            help=f"cron schedule (UTC) of {d.full_name} (default: '{d.cron}')")
+
+
+def _one_line(error) -> str:
+    """A pydantic ValidationError as one line: `--option: message, got value; ...`."""
+    errors = getattr(error, "errors", None)
+    if not callable(errors):
+        return str(error)
+    parts = []
+    for item in errors():
+        name = str(item["loc"][0]) if item.get("loc") else ""
+        message = str(item.get("msg", "")).removeprefix("Value error, ")
+        if not name or message.startswith(name + ":"):  # our validators name the field
+            parts.append(message)
+            continue
+        got = item.get("input")
+        got = "" if isinstance(got, dict) else f", got {got!r}"
+        parts.append(f"{_option(name)}: {message}{got}")
+    return "; ".join(parts)
 
 
 def _parameters(model, args: argparse.Namespace, **fixed):
@@ -141,16 +173,7 @@ def _parameters(model, args: argparse.Namespace, **fixed):
     try:
         return model.model_validate(values)
     except Exception as error:  # pydantic.ValidationError -> one clear CLI error
-        errors = getattr(error, "errors", None)
-        if errors is None:
-            raise ValueError(str(error)) from None
-        parts = []
-        for item in errors():
-            where = _option(str(item["loc"][0])) if item.get("loc") else "parameters"
-            got = item.get("input")
-            got = "" if isinstance(got, dict) else f", got {got!r}"
-            parts.append(f"{where}: {item['msg'].removeprefix('Value error, ')}{got}")
-        raise ValueError("; ".join(parts)) from None
+        raise ValueError(_one_line(error)) from None
 
 
 def _prepare(args: argparse.Namespace, *, home: str | None = None) -> None:
@@ -178,53 +201,72 @@ def run_command(args: argparse.Namespace) -> int:
     elif args.flow == "forecast":
         flow = pipelines.forecast_flow.with_options(task_runner=dask_runner(args.dask_address))
         result = flow(params)
+    elif args.flow == "verify":
+        from flows.operations import verify_flow
+
+        result = verify_flow(params, args.dask_address)
     else:
         result = pipelines.sst_pipeline(params, args.dask_address)
     print(json.dumps(result, indent=1, default=str))
     return 0
 
 
-def build_deployments(params: PipelineParameters, *, crons: dict[str, str],
+def build_deployments(params: OperationParameters, *, crons: dict[str, str] | None = None,
                       dask_address: str | None = None) -> list:
-    """The three scheduled deployments of one working folder (RunnerDeployments).
+    """The scheduled deployments of one working folder (RunnerDeployments), as defined in
+    flows/deployments.py (the same as prefect.yaml)."""
+    from flows.deployments import runner_deployments
 
-    Scheduled runs always work on the newest data: the forecast is issued at the store's
-    latest time and retraining uses everything ingested so far.
-    """
-    from flows import pipelines
-    from flows.runtime import dask_runner
+    return runner_deployments(params, crons=crons, dask_address=dask_address)
 
-    forecast_flow = pipelines.forecast_flow.with_options(task_runner=dask_runner(dask_address))
-    latest = {"start": None, "end": None, "train_end": None}
-    forecast = params.forecast().model_copy(update=latest)
-    train = params.train().model_copy(update={"train_end": None})
-    return [
-        pipelines.ingest_flow.to_deployment(
-            "ingest-daily", cron=crons["ingest"], tags=["sstcast"],
-            parameters={"params": params.ingest().model_dump(mode="json"),
-                        "dask_address": dask_address},
-            description="Fetch new SST and append it to the store."),
-        forecast_flow.to_deployment(
-            "forecast-monthly", cron=crons["forecast"], tags=["sstcast"],
-            parameters={"params": forecast.model_dump(mode="json")},
-            description="Forecast from the latest data with the newest trained run, score, "
-            "map and report."),
-        pipelines.train_flow.to_deployment(
-            "retrain-quarterly", cron=crons["retrain"], tags=["sstcast"],
-            parameters={"params": train.model_dump(mode="json")},
-            description="Train a new run (time-stamped folder) on all data so far."),
-    ]
+
+def _crons(args: argparse.Namespace) -> dict[str, str]:
+    return {d.option: getattr(args, f"{d.option}_cron") for d in DEPLOYMENTS}
+
+
+def check_takeover(replace: bool) -> None:
+    """Refuse to serve deployments whose names `prefect deploy` bound to a work pool (serving
+    them would silently take them over), unless `replace`."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        for d in DEPLOYMENTS:
+            try:
+                found = client.read_deployment_by_name(d.full_name)
+            except ObjectNotFound:
+                continue
+            if found.work_pool_name and not replace:
+                raise ValueError(
+                    f"deployment {d.full_name}: expected none or one served by `sstcast "
+                    f"serve`, got one bound to work pool {found.work_pool_name!r} (`prefect "
+                    "deploy`); stop its worker and pass --replace, or delete it with "
+                    f"`prefect deployment delete {d.full_name}`")
 
 
 def serve_command(args: argparse.Namespace) -> int:
     """`sstcast serve`: register the deployments and run their schedules until stopped."""
-    params = _parameters(PipelineParameters, args)
-    crons = {name: getattr(args, f"{name}_cron") for name in SCHEDULES}
+    params = _parameters(OperationParameters, args)
+    crons = _crons(args)
     _prepare(args)
     from prefect import serve
 
     deployments = build_deployments(params, crons=crons, dask_address=args.dask_address)
+    check_takeover(args.replace)
     serve(*deployments, limit=args.limit)
+    return 0
+
+
+def deployments_command(args: argparse.Namespace) -> int:
+    """`sstcast deployments`: the deployments of `serve` as prefect.yaml."""
+    from flows.deployments import prefect_yaml
+
+    params = _parameters(OperationParameters, args)
+    text = prefect_yaml(params, crons=_crons(args), dask_address=args.dask_address)
+    if args.output == "-":
+        print(text, end="")
+    else:
+        Path(args.output).write_text(text)
     return 0
 
 

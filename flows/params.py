@@ -16,8 +16,26 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pipeline.config import MAX_STEPS
 
 
+def _check_source(source: str, mirror: str | None) -> None:
+    """A catalogue name, and no mirror for a locally generated source: refused here, before a
+    run starts, rather than by the fetch task."""
+    from pipeline.sources import get_source
+
+    entry = get_source(source)  # ValueError naming the argument, the expected and the received
+    if entry.synthetic and mirror is not None:
+        raise ValueError(f"mirror: expected none for the synthetic source {source!r} (it is "
+                         f"generated locally), got {mirror!r}; serve synthetic files from a "
+                         "mirror under the product's name, e.g. source=cobe2")
+
+
 class _Params(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="after")
+    def _source(self):
+        if "source" in type(self).model_fields:
+            _check_source(self.source, self.mirror)
+        return self
 
     @model_validator(mode="after")
     def _span(self):
@@ -87,6 +105,9 @@ class ForecastParameters(_Params):
     train_end: dt.date | None = Field(None, description="end of the baselines' "
                                       "climatology period (default: the run's train_end)")
     maps: bool = Field(True, description="draw cartopy maps")
+    archive: str | None = Field(None, description="forecast archive (folder) that keeps "
+                                "every issued forecast; the report shows its verification "
+                                "history (default: none)")
 
     @field_validator("end")
     @classmethod
@@ -119,10 +140,11 @@ class PipelineParameters(_Params):
                           "holds a trained one")
 
     def paths(self) -> dict[str, str]:
-        """The fixed layout inside `workdir`: store.zarr, runs/<stamp>/, forecast/."""
+        """The fixed layout inside `workdir`: store.zarr, runs/<stamp>/, forecast/, archive/."""
         root = Path(self.workdir)
         return {"store": str(root / "store.zarr"), "run_dir": str(root / "runs"),
-                "out_dir": str(root / "forecast"), "cache_dir": str(root / "downloads")}
+                "out_dir": str(root / "forecast"), "cache_dir": str(root / "downloads"),
+                "archive": str(root / "archive")}
 
     def ingest(self) -> IngestParameters:
         p = self.paths()
@@ -143,3 +165,39 @@ class PipelineParameters(_Params):
         return ForecastParameters(run_dir=p["run_dir"], store=p["store"], out_dir=p["out_dir"],
                                   start=start, end=self.forecast_end, leads=self.leads,
                                   train_end=self.train_end)
+
+
+class OperationParameters(_Params):
+    """The one parameter set of every scheduled deployment (ingest, forecast, retrain, verify):
+    a working folder, its source and the model settings. Runs on a fresh folder bootstrap it:
+    ingest first where there is no store, train where there is no model."""
+
+    workdir: str = Field(..., description="folder holding store, runs, forecasts, archive")
+    source: str = Field("synthetic", description="catalogue name of the SST source")
+    mirror: str | None = Field(None, description="base URL override for the source")
+    start: dt.date | None = Field(None, description="first date to ingest")
+    end: dt.date | None = Field(None, description="last date to ingest (default: latest)")
+    grid: float | None = Field(None, gt=0, allow_inf_nan=False,
+                               description="regrid to this resolution (degrees)")
+    config: str = Field("default", description="model preset name or TOML path")
+    leads: int | None = Field(None, ge=1, le=MAX_STEPS,
+                              description="leads 1..N (default: model horizon)")
+    maps: bool = Field(True, description="draw cartopy maps in the forecast report")
+
+    def pipeline(self) -> PipelineParameters:
+        """The same folder as PipelineParameters: scheduled runs use the newest data (no
+        train_end, forecasts issued at the store's latest time)."""
+        return PipelineParameters(workdir=self.workdir, source=self.source, mirror=self.mirror,
+                                  start=self.start, end=self.end, grid=self.grid,
+                                  config=self.config, leads=self.leads)
+
+    def paths(self) -> dict[str, str]:
+        return self.pipeline().paths()
+
+    def forecast(self) -> ForecastParameters:
+        p = self.paths()
+        # Baseline stores are drawn in the maps; verification issues its own baselines.
+        extra = {} if self.maps else {"baselines": ()}
+        return ForecastParameters(run_dir=p["run_dir"], store=p["store"], out_dir=p["out_dir"],
+                                  leads=self.leads, maps=self.maps, archive=p["archive"],
+                                  **extra)

@@ -24,6 +24,7 @@ from flows.params import (
 )
 from flows.runtime import dask_runner
 from flows.tasks import (
+    archive_task,
     baseline_task,
     evaluate_task,
     fetch_task,
@@ -59,7 +60,8 @@ def train_flow(params: TrainParameters) -> str:
 @flow(name="forecast", log_prints=True, persist_result=False, task_runner=dask_runner())
 def forecast_flow(params: ForecastParameters) -> dict:
     """Forecast (hindcast over [start, end]), baselines, scores when the truth exists,
-    maps and the report. Model, baselines and interpretation fan out on dask."""
+    maps and the report; with `archive`, every issued forecast is kept there. Model,
+    baselines and interpretation fan out on dask."""
     logger = get_run_logger()
     out = Path(params.out_dir)
     latest = None
@@ -74,6 +76,7 @@ def forecast_flow(params: ForecastParameters) -> dict:
                  for kind in params.baselines}
     parameters = interpret_task.submit(run_dir, params.store, end,
                                        str(out / "parameters.nc"))
+    archived = archive_task(model, params.archive) if params.archive else None
     truth = params.truth or params.store
     metrics = None
     if truth_covers_task(model, truth):
@@ -89,12 +92,13 @@ def forecast_flow(params: ForecastParameters) -> dict:
         f"{kind} store": path for kind, path in baseline_paths.items()}}
     files = {"maps": str(out / "maps"), "learned parameters": parameters.result(),
              "report with the maps embedded": str(standalone_path(out / "report.md"))}
-    report = report_task(model, params.store, str(out), metrics, maps, stores, files)
+    report = report_task(model, params.store, str(out), metrics, maps, stores, files,
+                         archive=params.archive)
     # On the flow run itself, so its Artifacts tab shows the report first.
     publish_report_file(standalone_path(report))
     return {"forecast": model, "baselines": baseline_paths, "metrics": metrics and {
         k: metrics[k] for k in ("csv", "json")}, "maps": maps, "report": report,
-        "parameters": parameters.result()}
+        "parameters": parameters.result(), "archived": archived}
 
 
 @flow(name="sst-pipeline", log_prints=True, persist_result=False)

@@ -1,12 +1,15 @@
 """Prefect tasks: each wraps one pipeline function and passes paths, URLs and dates.
 
-Retries (with exponential backoff) only on the I/O tasks (fetch, store writes); compute tasks
-fail fast. No task persists its result or reads one back (`cache_policy=NONE`; the flows set
-`persist_result=False`, which the tasks inherit): Prefect deserialises a stored result with
-whatever serializer the stored file names, cloudpickle included, so a file planted in the
-result location (`PREFECT_LOCAL_STORAGE_PATH`, `sstcast --results`) would run code on the
-next cached run. Re-runs are cheap without Prefect's cache: `fetch_files` keeps accepted
-files in its own download folder and fetches only what is new or changed.
+Retries (with exponential backoff) only on the I/O tasks (fetch, store writes, reading a
+store's time axis), and there only for transient failures (`transient`: timeouts, connection
+resets, HTTP 5xx, a store locked by another writer); bad input, a missing file or URL and
+compute errors fail at once. No task persists its result or reads one back
+(`cache_policy=NONE`; the flows set `persist_result=False`, which the tasks inherit):
+Prefect deserialises a stored result with whatever serializer the stored file names,
+cloudpickle included, so a file planted in the result location
+(`PREFECT_LOCAL_STORAGE_PATH`, `sstcast --results`) would run code on the next cached run.
+Re-runs are cheap without Prefect's cache: `fetch_files` keeps accepted files in its own
+download folder and fetches only what is new or changed.
 """
 
 from __future__ import annotations
@@ -21,6 +24,55 @@ from prefect.tasks import exponential_backoff
 
 IO_RETRIES = 3
 IO_BACKOFF = exponential_backoff(backoff_factor=2)  # 2 s, 4 s, 8 s (with jitter)
+_TRANSIENT_ERRNO = {"ETIMEDOUT", "ECONNRESET", "ECONNREFUSED", "ECONNABORTED", "EHOSTUNREACH",
+                    "ENETUNREACH", "ENETDOWN", "EAGAIN", "EPIPE", "ESTALE"}
+
+
+def transient(error: BaseException | None) -> bool:
+    """Whether a failed I/O task may succeed when retried: timeouts, dropped or refused
+    connections, HTTP 5xx/429, a fetch that gave up on a failing server, a store locked by
+    another writer. Not: bad input (ValueError, TypeError), a missing file or URL
+    (FileNotFoundError, 404), permissions, a full disk, anything else."""
+    import errno
+    import http.client
+    import urllib.error
+
+    from pipeline.fetch import FetchError
+    from pipeline.lock import StoreLocked
+
+    codes = {getattr(errno, name) for name in _TRANSIENT_ERRNO if hasattr(errno, name)}
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, urllib.error.HTTPError):
+            return error.code >= 500 or error.code == 429
+        if isinstance(error, FetchError):
+            return error.transient
+        if isinstance(error, ValueError | TypeError | LookupError | FileNotFoundError
+                      | PermissionError | IsADirectoryError | NotADirectoryError):
+            return False
+        if isinstance(error, TimeoutError | ConnectionError | http.client.HTTPException
+                      | StoreLocked | urllib.error.URLError):
+            return True
+        if isinstance(error, OSError) and error.errno in codes:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def retry_transient(task, task_run, state) -> bool:
+    """Prefect's `retry_condition_fn`: retry a failed I/O task only when `transient`."""
+    error = state.data if isinstance(state.data, BaseException) else None
+    if error is None:
+        try:
+            error = state.result(raise_on_failure=False)
+        except Exception as raised:  # noqa: BLE001 - reading the failure itself failed
+            error = raised
+    return transient(error if isinstance(error, BaseException) else None)
+
+
+_IO = dict(retries=IO_RETRIES, retry_delay_seconds=IO_BACKOFF,
+           retry_condition_fn=retry_transient, cache_policy=NONE)
 
 
 def _plain(value):
@@ -45,8 +97,7 @@ def _plain(value):
 # --------------------------------------------------------------------------- data
 
 
-@task(name="fetch", retries=IO_RETRIES, retry_delay_seconds=IO_BACKOFF, cache_policy=NONE,
-      persist_result=False)
+@task(name="fetch", **_IO, persist_result=False)
 def fetch_task(source: str, dest_dir: str, start: dt.date | None, end: dt.date | None,
                mirror: str | None) -> list[str]:
     """Download (or generate, for `synthetic`) the source's files into `dest_dir`."""
@@ -57,7 +108,7 @@ def fetch_task(source: str, dest_dir: str, start: dt.date | None, end: dt.date |
     return [str(f) for f in files]
 
 
-@task(name="store", retries=IO_RETRIES, retry_delay_seconds=IO_BACKOFF, cache_policy=NONE)
+@task(name="store", **_IO)
 def store_task(files: list[str], source: str, store: str, grid: float | None,
                freq: str | None = None, start: dt.date | None = None,
                end: dt.date | None = None, dask_address: str | None = None,
@@ -80,8 +131,7 @@ def describe_task(store: str) -> str:
     return describe(store)
 
 
-@task(name="latest-time", retries=IO_RETRIES, retry_delay_seconds=IO_BACKOFF,
-      cache_policy=NONE)
+@task(name="latest-time", **_IO)
 def latest_time_task(store: str) -> dt.date:
     """The last time step of a store (the default issue time)."""
     from pipeline.store import open_store
@@ -199,8 +249,7 @@ def evaluate_task(forecast: str, truth: str, out_dir: str) -> dict:
             "summary": _plain(result.summary)}
 
 
-@task(name="truth-covers", retries=IO_RETRIES, retry_delay_seconds=IO_BACKOFF,
-      cache_policy=NONE)
+@task(name="truth-covers", **_IO)
 def truth_covers_task(forecast: str, truth: str) -> bool:
     """Whether the truth store holds any valid time of the forecast (so it can be scored)."""
     import numpy as np
@@ -220,7 +269,10 @@ def interpret_task(run_dir: str, store: str, init: dt.date, out: str) -> str:
     from pipeline.forecast import interpret
 
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    interpret(run_dir, store, init).to_netcdf(out)
+    maps = interpret(run_dir, store, init)
+    # netCDF attributes cannot be None (a run trained on all data has train_end None).
+    maps.attrs = {k: v for k, v in maps.attrs.items() if v is not None}
+    maps.to_netcdf(out)
     return out
 
 
@@ -243,3 +295,48 @@ def maps_task(forecast: str, out_dir: str, truth: str | None, metrics_csv: str |
         baselines={k: open_forecast(v).load() for k, v in baselines.items()},
     )
     return {name: str(path) for name, path in written.items()}
+
+
+# --------------------------------------------------------------------------- operation
+
+
+def readiness(store: str, run_dir: str, config: str, training: bool = False) -> str | None:
+    """Why nothing can be forecast from `store` yet (one line), or None: no SST, fewer steps
+    than the trained run's context, or (`training`, or no trained run yet) too few steps to
+    train on with `config`."""
+    from pipeline.store import open_store, store_exists
+    from pipeline.train import BEST, load_checkpoint
+    from pipeline.windows import plan_splits
+
+    if not store_exists(store):
+        return f"store: no SST in {store} yet"
+    times = open_store(store)["time"].values
+    run = None if training else resolve_run_task.fn(run_dir, required=False)
+    if run is not None:
+        context = int(load_checkpoint(Path(run) / BEST)["config"]["window"]["context"])
+        if len(times) < context:
+            return (f"store: {len(times)} steps, the run {run} needs {context} of history "
+                    "before an issue time")
+        return None
+    cfg = _config(config)
+    try:
+        plan_splits(times, val_steps=cfg.train.val_steps, context=cfg.window.context,
+                    stride=cfg.window.stride)
+    except ValueError as error:
+        return f"store: {len(times)} steps, too few to train a model ({error})"
+    return None
+
+
+@task(name="archive", **_IO)
+def archive_task(forecast: str, archive: str) -> list[dict]:
+    """Add the issued forecasts to the archive (idempotent; a new run's re-issue is a new
+    version); returns the entries."""
+    from pipeline.archive import add_forecast
+
+    entries = add_forecast(archive, forecast)
+    logger = get_run_logger()
+    for entry in entries:
+        logger.info("archive: issue time %s version %d from %s %s", entry["issue_time"],
+                    entry["version"], entry["model_version"],
+                    "added" if entry["added"] else "already archived")
+    return _plain(entries)

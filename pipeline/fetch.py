@@ -47,11 +47,13 @@ DEADLINE_S = 1800.0  # longest download of one file, all attempts together
 
 
 class FetchError(OSError):
-    """A file could not be fetched; the message names the URL."""
+    """A file could not be fetched; the message names the URL. `transient`: the server timed
+    out or kept failing (5xx, dropped connections), so a later attempt may succeed."""
 
-    def __init__(self, message: str, url: str):
+    def __init__(self, message: str, url: str, transient: bool = False):
         super().__init__(message)
         self.url = url
+        self.transient = transient
 
 
 class NotFoundError(FetchError):
@@ -118,7 +120,8 @@ def _head(url: str, timeout: float) -> _Remote:
     except urllib.error.HTTPError as error:
         if error.code == 404:
             raise NotFoundError(f"not found (404): {redact(url)}", redact(url)) from None
-        raise FetchError(f"fetching {redact(url)} failed: {error}", redact(url)) from None
+        raise FetchError(f"fetching {redact(url)} failed: {error}", redact(url),
+                         transient=_is_transient(error)) from None
 
 
 def _stream(url: str, part: Path, timeout: float, deadline: float = math.inf) -> _Remote:
@@ -210,12 +213,12 @@ def download(url: str, part: Path, *, retries=None, timeout=None, deadline=None)
             if isinstance(error, _DeadlineError) or time.monotonic() >= end:
                 raise FetchError(
                     f"fetching {shown} failed: not complete within the deadline of "
-                    f"{deadline:g} s (pipeline.fetch.DEADLINE_S)", shown
+                    f"{deadline:g} s (pipeline.fetch.DEADLINE_S)", shown, transient=True
                 ) from None
             if _timed_out(error):  # a silent server rarely answers a second try; say so now
                 raise FetchError(
                     f"fetching {shown} failed: no data from the server for {timeout:g} s "
-                    "(pipeline.fetch.TIMEOUT_S)", shown
+                    "(pipeline.fetch.TIMEOUT_S)", shown, transient=True
                 ) from None
             if isinstance(error, urllib.error.HTTPError) and error.code in (401, 403):
                 raise FetchError(
@@ -225,7 +228,8 @@ def download(url: str, part: Path, *, retries=None, timeout=None, deadline=None)
                 raise FetchError(f"fetching {shown} failed: {error}", shown) from None
             if attempt == retries - 1:
                 raise FetchError(
-                    f"fetching {shown} failed after {retries} attempts: {error}", shown
+                    f"fetching {shown} failed after {retries} attempts: {error}", shown,
+                    transient=True,
                 ) from None
             time.sleep(min(BACKOFF_S * 2**attempt, max(end - time.monotonic(), 0)))
     raise AssertionError("unreachable")  # pragma: no cover

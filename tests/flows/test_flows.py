@@ -190,6 +190,9 @@ def test_only_io_tasks_retry_and_nothing_is_cached_or_persisted():
     from flows import pipelines, tasks
 
     assert tasks.fetch_task.retries == tasks.store_task.retries == tasks.IO_RETRIES > 0
+    for io in (tasks.fetch_task, tasks.store_task, tasks.latest_time_task,
+               tasks.truth_covers_task, tasks.archive_task):
+        assert io.retry_condition_fn is tasks.retry_transient, io.name
     for compute in (tasks.train_task, tasks.hindcast_task, tasks.evaluate_task,
                     tasks.maps_task, tasks.baseline_task, tasks.interpret_task):
         assert compute.retries == 0, compute.name
@@ -234,14 +237,18 @@ def test_flow_parameters_show_as_a_typed_form():
 
 
 def test_deployments_carry_the_configured_schedules(tmp_path):
-    params = PipelineParameters(workdir=str(tmp_path), train_end="2003-12-01")
+    from flows.params import OperationParameters
+
+    params = OperationParameters(workdir=str(tmp_path), leads=12)
     crons = {"ingest": "5 1 * * *", "forecast": "0 9 3 * *", "retrain": "0 0 1 */3 *"}
     deployments = cli_ops.build_deployments(params, crons=crons)
     names = {d.name: d for d in deployments}
-    assert set(names) == {"ingest-daily", "forecast-monthly", "retrain-quarterly"}
+    assert set(names) == {"ingest-daily", "verify-monthly", "forecast-monthly",
+                          "retrain-quarterly"}
     assert names["ingest-daily"].schedules[0].schedule.cron == "5 1 * * *"
-    assert names["retrain-quarterly"].parameters["params"]["new_run"] is True
-    assert names["forecast-monthly"].parameters["params"]["start"] is None  # latest data
+    assert names["verify-monthly"].schedules[0].schedule.cron == "0 7 2 * *"  # default
+    for deployment in deployments:  # one parameter set for all
+        assert deployment.parameters["params"] == params.model_dump(mode="json")
 
 
 def test_forecast_fan_out_runs_on_an_existing_dask_cluster(trained, tiny_workdir):

@@ -57,6 +57,14 @@ def _markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _context(folder, embed: bool):
+    """A report context with no forecast: only where the section's figure goes."""
+    from flows.artifacts import ReportContext
+
+    return ReportContext(attrs={}, provenance="", metrics=None, maps={}, stores={},
+                         folder=Path(folder), embed=embed)
+
+
 def report_section(archive: str, context) -> list[str]:
     """The report's "Verification history" section: skill per model version, forecast and
     lead (global), and the skill-over-time figure (embedded or relative as the report
@@ -112,8 +120,8 @@ def publish_task(archive: str, out_dir: str) -> dict:
                           description="mean scores per model version, forecast, region and "
                           "lead over the verified archived forecasts")
     path = Path(out_dir) / FOLDER / "verification.md"
-    path.write_text(report_section(archive, str(path.parent.parent), embed=False))
-    create_markdown_artifact(report_section(archive, out_dir, embed=True),
+    path.write_text("\n".join(report_section(archive, _context(path.parent.parent, False))))
+    create_markdown_artifact("\n".join(report_section(archive, _context(out_dir, True))),
                              key="verification-report",
                              description="verification history of the forecast archive")
     return {**products, "report": str(path), "rows": len(rows)}

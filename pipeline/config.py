@@ -102,7 +102,7 @@ class TrainConfig(_Frozen):
     seed: int = 0
     batch_size: int = Field(512, ge=1)
     max_steps: int = Field(1500, ge=1)
-    lr: float = Field(2e-3, gt=0.0)
+    lr: float = Field(5e-4, gt=0.0)
     weight_decay: float = Field(1e-4, ge=0.0)
     warmup_steps: int = Field(50, ge=0)
     min_lr_ratio: float = Field(0.05, ge=0.0, le=1.0, description="cosine floor / peak lr")
@@ -110,9 +110,9 @@ class TrainConfig(_Frozen):
     val_steps: int = Field(
         60, ge=0, description="last steps before train_end held out for validation (0: none)"
     )
-    val_every: int = Field(100, ge=1, description="optimiser steps between validations")
+    val_every: int = Field(25, ge=1, description="optimiser steps between validations")
     val_samples: int = Field(4096, ge=1, description="validation windows evaluated")
-    patience: int = Field(5, ge=1, description="validations without improvement before stop")
+    patience: int = Field(8, ge=1, description="validations without improvement before stop")
     checkpoint_every: int = Field(100, ge=1)
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     max_loss: float = Field(1e4, gt=0.0, description="a loss above this counts as diverged")

@@ -22,6 +22,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 from prefect.tasks import exponential_backoff
 
+from flows.progress_artifacts import install as install_progress_artifacts
+
 IO_RETRIES = 3
 IO_BACKOFF = exponential_backoff(backoff_factor=2)  # 2 s, 4 s, 8 s (with jitter)
 _TRANSIENT_ERRNO = {"ETIMEDOUT", "ECONNRESET", "ECONNREFUSED", "ECONNABORTED", "EHOSTUNREACH",
@@ -101,6 +103,7 @@ def _plain(value):
 def fetch_task(source: str, dest_dir: str, start: dt.date | None, end: dt.date | None,
                mirror: str | None) -> list[str]:
     """Download (or generate, for `synthetic`) the source's files into `dest_dir`."""
+    install_progress_artifacts()
     from pipeline.fetch import fetch_files
 
     files = fetch_files(source, dest_dir, start=start, end=end, mirror=mirror)
@@ -115,6 +118,7 @@ def store_task(files: list[str], source: str, store: str, grid: float | None,
                units: str | None = None) -> dict:
     """Preprocess the fetched files and append them to the canonical zarr store (idempotent,
     so a retry after a failed write is safe); dask work goes to `dask_address` if given."""
+    install_progress_artifacts()
     from pipeline.ingest import dask_client, files_to_store
 
     with dask_client(dask_address):
@@ -177,6 +181,7 @@ def train_task(store: str, run_dir: str, config: str, resume: bool,
                train_end: dt.date | None) -> str:
     """Train into `run_dir`; a progress artifact follows the optimiser steps and, after an
     early stop, says at which step training ended (the terminal bar is train's own)."""
+    install_progress_artifacts()
     from pipeline.progress import Progress
     from pipeline.train import train
 
@@ -217,6 +222,7 @@ def _last_step(run_dir: str, default: float) -> float:
 def hindcast_task(run_dir: str, store: str, start: dt.date, end: dt.date,
                   leads: int | None, out: str) -> str:
     """Forecasts issued at every store time in [start, end] -> forecast store `out`."""
+    install_progress_artifacts()
     from pipeline.forecast import hindcast
 
     # Each scheduled run replaces the products of the last one (forecast stores only).
@@ -241,6 +247,7 @@ def baseline_task(kind: str, store: str, like: str, out: str,
 @task(name="evaluate", cache_policy=NONE)
 def evaluate_task(forecast: str, truth: str, out_dir: str) -> dict:
     """Score a forecast store against the truth; returns paths and the table's rows."""
+    install_progress_artifacts()
     from pipeline.metrics import evaluate
 
     result = evaluate(forecast, truth, out_dir)

@@ -10,15 +10,15 @@ progress artifact that follows it.
     for block in progress(blocks, desc="hindcast", unit="block"):
         ...
 
-Prefect is only looked at when the caller already imported it (a flow is running in this
-process), so library use outside Prefect never imports it. The artifact is updated at most
-every `ARTIFACT_EVERY_S` seconds (and at the end), and when a step ends short of its total
-(an early stop, an error) its description says where it stopped instead of reading 100 %.
+The artifact side is a backend the flows layer installs (`use_artifacts`, from the flows'
+tasks: flows/progress_artifacts.py), so this library never imports Prefect. The artifact
+is updated at most every `ARTIFACT_EVERY_S` seconds (and at the end), and when a step ends
+short of its total (an early stop, an error) its description says where it stopped instead
+of reading 100 %.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterable, Iterator
 
@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 ARTIFACT_EVERY_S = 2.0
 
-__all__ = ["ARTIFACT_EVERY_S", "Progress", "progress"]
+__all__ = ["ARTIFACT_EVERY_S", "Progress", "progress", "use_artifacts"]
 
 
 def _artifact_key(text: str) -> str:
@@ -34,14 +34,19 @@ def _artifact_key(text: str) -> str:
     return "progress-" + "-".join(part for part in cleaned.split("-") if part)[:80]
 
 
+_backend = None  # see use_artifacts
+
+
+def use_artifacts(backend) -> None:
+    """Publish progress through `backend` (None: bars only). A backend has `active()` (True
+    inside a run), `create(progress, key, description)` -> handle and
+    `update(handle, progress, description)`."""
+    global _backend
+    _backend = backend
+
+
 def _in_prefect_run() -> bool:
-    if "prefect" not in sys.modules:
-        return False
-    try:
-        from prefect.context import FlowRunContext, TaskRunContext
-    except ImportError:  # pragma: no cover - prefect half-imported
-        return False
-    return TaskRunContext.get() is not None or FlowRunContext.get() is not None
+    return _backend is not None and bool(_backend.active())
 
 
 class Progress:
@@ -68,10 +73,7 @@ class Progress:
     # -- Prefect
     def _create(self, key: str):
         try:
-            from prefect.artifacts import create_progress_artifact
-
-            return create_progress_artifact(progress=self.percent, key=key,
-                                            description=self._describe())
+            return _backend.create(self.percent, key, self._describe())
         except Exception:  # a progress display never fails the step it follows
             return None
 
@@ -83,10 +85,7 @@ class Progress:
             return
         self._last = now
         try:
-            from prefect.artifacts import update_progress_artifact
-
-            update_progress_artifact(self._artifact, progress=self.percent,
-                                     description=self._describe(final=final))
+            _backend.update(self._artifact, self.percent, self._describe(final=final))
         except Exception:
             self._artifact = None
 

@@ -36,18 +36,19 @@ class _Recorder:
 
 @pytest.fixture
 def recorder(monkeypatch):
-    """Stand-ins for Prefect's progress artifact calls, as if under a flow run."""
-    import prefect.artifacts
-
+    """An artifact backend that records, as if under a flow run (the flows layer installs
+    the Prefect one: flows/progress_artifacts.py)."""
     rec = _Recorder()
-    monkeypatch.setattr(progress_module, "_in_prefect_run", lambda: True)
+
+    class Backend:
+        active = staticmethod(lambda: True)
+        create = staticmethod(lambda progress, key, description: rec.created.append(
+            (progress, key, description)) or "artifact-id")
+        update = staticmethod(lambda handle, progress, description: rec.updates.append(
+            (progress, description)))
+
+    monkeypatch.setattr(progress_module, "_backend", Backend)
     monkeypatch.setattr(progress_module, "ARTIFACT_EVERY_S", 0.0)
-    monkeypatch.setattr(prefect.artifacts, "create_progress_artifact",
-                        lambda progress, key, description: rec.created.append(
-                            (progress, key, description)) or "artifact-id")
-    monkeypatch.setattr(prefect.artifacts, "update_progress_artifact",
-                        lambda artifact_id, progress, description=None: rec.updates.append(
-                            (progress, description)))
     return rec
 
 

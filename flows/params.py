@@ -100,10 +100,12 @@ class ForecastParameters(_Params):
                               description="leads 1..N (default: model horizon)")
     truth: str | None = Field(None, description="truth store to score against (default: "
                               "the input store, when it covers the valid times)")
-    baselines: tuple[str, ...] = Field(("climatology", "persistence"),
-                                       description="baseline forecasts drawn alongside")
-    train_end: dt.date | None = Field(None, description="end of the baselines' "
-                                      "climatology period (default: the run's train_end)")
+    baselines: tuple[str, ...] = Field(
+        ("climatology", "persistence", "damped_persistence", "lim"),
+        description="baseline forecasts scored and drawn alongside (pipeline.baselines.KINDS)")
+    train_end: dt.date | None = Field(None, description="end of the baselines' fitting "
+                                      "period (default: the run's own climatology period, the "
+                                      "one the model and the scores use)")
     maps: bool = Field(True, description="draw cartopy maps")
     archive: str | None = Field(None, description="forecast archive (folder) that keeps "
                                 "every issued forecast; the report shows its verification "
@@ -163,8 +165,7 @@ class PipelineParameters(_Params):
         if start is None and self.train_end is not None:
             start = self.train_end + dt.timedelta(days=1)  # hindcast the held-out period
         return ForecastParameters(run_dir=p["run_dir"], store=p["store"], out_dir=p["out_dir"],
-                                  start=start, end=self.forecast_end, leads=self.leads,
-                                  train_end=self.train_end)
+                                  start=start, end=self.forecast_end, leads=self.leads)
 
 
 class OperationParameters(_Params):

@@ -78,12 +78,12 @@ def forecast_flow(params: ForecastParameters) -> dict:
                                        str(out / "parameters.nc"))
     archived = archive_task(model, params.archive) if params.archive else None
     truth = params.truth or params.store
+    baseline_paths = {kind: future.result() for kind, future in baselines.items()}
     metrics = None
     if truth_covers_task(model, truth):
-        metrics = evaluate_task(model, truth, str(out / "metrics"))
+        metrics = evaluate_task(model, truth, str(out / "metrics"), baseline_paths)
     else:
         logger.info("no truth for the valid times yet: forecast not scored")
-    baseline_paths = {kind: future.result() for kind, future in baselines.items()}
     maps = {}
     if params.maps:
         maps = maps_task(model, str(out / "maps"), truth, metrics and metrics["csv"],

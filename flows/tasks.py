@@ -238,19 +238,24 @@ def baseline_task(kind: str, store: str, like: str, out: str,
     from pipeline.forecast_store import open_forecast
 
     model = open_forecast(like)
+    # The model's own fitting period unless told otherwise: one climatology for the model,
+    # the baselines and the scores.
+    start = None if train_end else model.attrs.get("climatology_start")
     end = train_end or model.attrs.get("climatology_end")
     return str(baseline_forecast(kind, store, out, inits=model["init_time"].values,
                                  leads=[int(v) for v in model["lead"].values],
-                                 train_end=end, overwrite=True))
+                                 train_end=end, train_start=start, overwrite=True))
 
 
 @task(name="evaluate", cache_policy=NONE)
-def evaluate_task(forecast: str, truth: str, out_dir: str) -> dict:
-    """Score a forecast store against the truth; returns paths and the table's rows."""
+def evaluate_task(forecast: str, truth: str, out_dir: str,
+                  references: dict[str, str] | None = None) -> dict:
+    """Score a forecast store (and the baseline stores `references`, name -> store) against
+    the truth; returns paths and the table's rows."""
     install_progress_artifacts()
     from pipeline.metrics import evaluate
 
-    result = evaluate(forecast, truth, out_dir)
+    result = evaluate(forecast, truth, out_dir, references=references)
     return {"json": str(result.json_path), "csv": str(result.csv_path),
             "rows": _plain(result.table.to_dict(orient="records")),
             "summary": _plain(result.summary)}

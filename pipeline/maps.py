@@ -48,6 +48,9 @@ DISPLAY_NAMES = {
     "mechanistic_identifier": "S-MNN",
     "smnn": "S-MNN",
     "forecast": "forecast",
+    "damped_persistence": "damped pers.",
+    "lim": "LIM",
+    "recent_mean": "recent mean",
 }
 
 __all__ = [

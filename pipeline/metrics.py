@@ -205,12 +205,14 @@ def evaluate(
     climatology_end=None,
     regions: list[str] | None = None,
     name: str | None = None,
+    references: dict | None = None,
 ) -> MetricsResult:
     """Score a forecast store against the truth store; write metrics.json and metrics.csv.
 
     The climatology period defaults to the forecast's `climatology_start/_end` attributes
     (the training period). The climatology and anomaly-persistence references are built
-    from the truth store itself and scored alongside, so the table holds all three.
+    from the truth store itself and scored alongside; `references` (name -> forecast store
+    with the same issue times and leads, e.g. pipeline.baselines output) are scored too.
     """
     fc = open_forecast(forecast)
     tr = open_sst(truth)
@@ -224,6 +226,14 @@ def evaluate(
     valid = fc.valid_time.values  # (I, L)
     weights = {r: base_w * region_mask(tr.lat.values, tr.lon.values, r) for r in regions}
 
+    others = {}
+    for key, store in (references or {}).items():
+        other = open_forecast(store)
+        if not (np.array_equal(other.init_time.values, inits)
+                and np.array_equal(other.lead.values, fc.lead.values)):
+            raise ValueError(f"references[{key!r}]: expected the issue times and leads of "
+                             "the forecast")
+        others[key] = other.sst.mean("member") if "member" in other.sst.dims else other.sst
     init_anomaly = at(inits) - clim[seasonal_index(inits, step)]  # (I, Y, X)
     rows = []
     leads = progress(fc.lead.values, desc="evaluate", unit="lead", key="progress-evaluate")
@@ -235,6 +245,8 @@ def evaluate(
             name: fc.sst.isel(lead=li).values,
             "climatology": clim_l,
             "persistence": clim_l + init_anomaly,
+            **{key: other.isel(lead=li).values for key, other in others.items()
+               if key not in ("climatology", "persistence")},
         }
         for region in regions:
             scored = {

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from flows import cli_ops
@@ -137,7 +138,10 @@ def forecast_products(trained, tiny_workdir):
 def test_forecast_flow_writes_stores_metrics_maps_and_report(forecast_products, tiny_workdir):
     out = tiny_workdir / "forecast"
     assert forecast_products["forecast"] == str(out / "forecast.zarr")
-    assert set(forecast_products["baselines"]) == {"climatology", "persistence"}
+    assert set(forecast_products["baselines"]) == {"climatology", "persistence",
+                                                    "damped_persistence", "lim"}
+    scored = pd.read_csv(forecast_products["metrics"]["csv"])
+    assert {"damped_persistence", "lim"} <= set(scored.forecast)  # scored beside the model
     for path in [forecast_products["forecast"], *forecast_products["baselines"].values(),
                  forecast_products["metrics"]["csv"], forecast_products["parameters"],
                  *forecast_products["maps"].values()]:

@@ -127,3 +127,21 @@ def test_index_correlation_against_numpy(model_store, tmp_path):
         np.testing.assert_allclose(row.r, expected, atol=1e-5)
     with pytest.raises(ValueError, match="region"):
         index_correlation(out, model_store, region="atlantis")
+
+
+def test_references_are_scored_beside_the_forecast(model_store, tmp_path):
+    inits = np.array(["1996-01-01", "1996-02-01", "1996-03-01"], dtype="datetime64[ns]")
+    kw = dict(inits=inits, leads=3, train_end="1994-12")
+    model = baseline_forecast("persistence", model_store, tmp_path / "m.zarr", **kw)
+    damped = baseline_forecast("damped_persistence", model_store, tmp_path / "d.zarr", **kw)
+    table = evaluate(model, model_store, tmp_path / "a", name="model",
+                     references={"damped_persistence": damped}).table
+    alone = evaluate(damped, model_store, tmp_path / "b").table
+    got = table[table.forecast == "damped_persistence"].reset_index(drop=True)
+    want = alone[alone.forecast == "damped_persistence"].reset_index(drop=True)
+    np.testing.assert_allclose(got[["rmse", "acc", "skill_vs_climatology"]].values,
+                               want[["rmse", "acc", "skill_vs_climatology"]].values)
+    other = baseline_forecast("lim", model_store, tmp_path / "l.zarr", inits=inits[:2],
+                              leads=3, train_end="1994-12")
+    with pytest.raises(ValueError, match="references"):
+        evaluate(model, model_store, tmp_path / "c", references={"lim": other})

@@ -42,6 +42,7 @@ encoder_depth = 2
 latent_dim = 8
 decoder_width = 64
 init_steps = 6
+level_window = 0  # the 36-month context is too short to hold a level apart from ENSO
 
 [window]
 context = 36
@@ -50,6 +51,7 @@ horizon = 12
 [train]
 batch_size = 256
 max_steps = 120
+lr = 2e-3  # a short run: the default 5e-4 suits the long COBE-SST2 runs
 warmup_steps = 10
 val_steps = 12
 val_every = 40

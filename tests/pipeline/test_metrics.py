@@ -145,3 +145,17 @@ def test_references_are_scored_beside_the_forecast(model_store, tmp_path):
                               leads=3, train_end="1994-12")
     with pytest.raises(ValueError, match="references"):
         evaluate(model, model_store, tmp_path / "c", references={"lim": other})
+
+
+def test_weighted_mse_agrees_with_xskillscore(fields):
+    xs = pytest.importorskip("xskillscore")
+    import xarray as xr
+
+    lat, lon, forecast, truth, clim = fields
+    weights = lat_weights(lat)[:, None] * np.ones((1, len(lon)))
+    ours = weighted_scores(forecast, truth, weights)["mse"]
+    dims = ("init", "lat", "lon")
+    theirs = xs.mse(xr.DataArray(forecast, dims=dims), xr.DataArray(truth, dims=dims),
+                    dim=["lat", "lon"], weights=xr.DataArray(weights, dims=("lat", "lon")),
+                    skipna=True).values
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)

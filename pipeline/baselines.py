@@ -257,7 +257,7 @@ def baseline_forecast(
 ) -> Path | str:
     """Write the `kind` baseline (one of `KINDS`, with `options` for it) for issue times
     `inits` and leads 1..leads (or the given list) to the forecast store `out` (an existing
-    forecast store only with `overwrite`).
+    forecast store only with `overwrite`; None: returns the forecast as an in-memory Dataset).
 
     Climatology and baseline are fitted on the store over [train_start, train_end]; the
     forecast from each issue time sees the observations up to that time only.

@@ -37,14 +37,16 @@ class ForecastWriter:
     inits: (I,) datetime64; leads: (L,) int; lat: (Y,); lon: (X,); attrs: run attributes.
     `out` must be a new path, an empty folder, or (with overwrite=True) a forecast store:
     creating the store clears its folder, so anything else (an SST store, other files) is
-    refused.
+    refused. `out=None` keeps the forecast in memory instead (`path` is then the Dataset):
+    for forecasts scored at once and thrown away, such as verification's baselines.
     """
 
     def __init__(
         self, out, *, inits, leads, lat, lon, step: TimeStep, attrs: dict, overwrite=False
     ):
-        self.out = str(out)
-        check_writable(self.out, "forecast", "out", overwrite)
+        self.out = None if out is None else str(out)
+        if self.out is not None:
+            check_writable(self.out, "forecast", "out", overwrite)
         inits = np.asarray(pd.DatetimeIndex(np.atleast_1d(inits)).values, dtype="datetime64[ns]")
         leads = np.asarray(leads, dtype=np.int64)
         if leads.ndim != 1 or len(leads) == 0 or leads.min() < 1:
@@ -57,6 +59,7 @@ class ForecastWriter:
             {
                 "sst": (
                     ("init_time", "lead", "lat", "lon"),
+                    np.full(shape, np.nan, np.float32) if out is None else
                     da.full(shape, np.nan, dtype=np.float32, chunks=(1, *shape[1:])),
                     {"long_name": "forecast sea surface temperature", "units": "degC"},
                 )
@@ -71,10 +74,12 @@ class ForecastWriter:
             attrs={"sstcast_format": FORECAST_FORMAT, **{k: _attr(v) for k, v in attrs.items()}},
         )
         template = cf_forecast(template)
+        self._template = template
+        if self.out is None:
+            return
         with warnings.catch_warnings():  # zarr: "consolidated metadata is not in the v3 spec"
             warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
             template.to_zarr(self.out, mode="w", compute=False, consolidated=True)
-        self._template = template
 
     def write(self, index: int, values: np.ndarray) -> None:
         """Store `values` (L, Y, X) as the forecast of issue time number `index`."""
@@ -82,6 +87,9 @@ class ForecastWriter:
         expected = self._template.sst.shape[1:]
         if values.shape != expected:
             raise ValueError(f"values: expected shape {expected}, got {values.shape}")
+        if self.out is None:
+            self._template.sst.values[index] = values
+            return
         block = xr.Dataset(
             {"sst": (("init_time", "lead", "lat", "lon"), values[None])},
         )
@@ -90,7 +98,9 @@ class ForecastWriter:
         )
 
     @property
-    def path(self) -> Path | str:
+    def path(self) -> Path | str | xr.Dataset:
+        if self.out is None:
+            return self._template
         return Path(self.out) if "://" not in self.out else self.out
 
 

@@ -48,6 +48,9 @@ def pending(archive, truth) -> list[tuple[dict, list[int]]]:
     return out
 
 
+REFERENCES = ("climatology", "persistence")  # what metrics.evaluate always scores itself
+
+
 def score_entry(archive, entry: dict, leads: list[int], truth, *, kinds=None,
                 work_dir=None) -> pd.DataFrame:
     """Scores of one entry at `leads` against the truth: the model and the baselines (`kinds`,
@@ -57,21 +60,15 @@ def score_entry(archive, entry: dict, leads: list[int], truth, *, kinds=None,
     kinds = tuple(baselines.KINDS if kinds is None else kinds)
     start, end = entry.get("climatology_start"), entry.get("climatology_end")
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        table = evaluate(fc, truth, Path(tmp) / "model", climatology_start=start,
-                         climatology_end=end).table
-        parts = [table]
-        scored = set(table["forecast"])
+        references = {}
         for kind in kinds:
-            if kind in scored:  # evaluate's own reference from the same truth and period
+            if kind in REFERENCES:  # evaluate's own, from the same truth and period
                 continue
-            out = Path(tmp) / f"{kind}.zarr"
-            baselines.baseline_forecast(kind, truth, out, inits=fc.init_time.values,
-                                        leads=[int(n) for n in leads], train_start=start,
-                                        train_end=end)
-            other = evaluate(out, truth, Path(tmp) / kind, climatology_start=start,
-                             climatology_end=end).table
-            parts.append(other[other["forecast"] == kind])
-        rows = pd.concat(parts, ignore_index=True)
+            references[kind] = baselines.baseline_forecast(  # in memory: scored, then gone
+                kind, truth, None, inits=fc.init_time.values,
+                leads=[int(n) for n in leads], train_start=start, train_end=end)
+        rows = evaluate(fc, truth, Path(tmp) / "model", climatology_start=start,
+                        climatology_end=end, references=references).table
     keep = set(kinds) | {str(fc.attrs.get("model", "forecast"))}
     rows = rows[rows["forecast"].isin(keep)].copy()
     valid = dict(zip(entry["leads"], entry["valid_times"], strict=True))

@@ -182,3 +182,13 @@ def test_baseline_options_are_validated():
         make_baseline("recent_mean", window=0)
     with pytest.raises(ValueError, match="modes, lag"):
         make_baseline("lim", modes=0)
+
+
+def test_a_baseline_without_out_is_the_same_forecast_in_memory(model_store, tmp_path):
+    kw = dict(inits=["1996-01-01", "1996-02-01"], leads=3, train_end="1994-12")
+    stored = open_forecast(baseline_forecast("lim", model_store, tmp_path / "l.zarr", **kw))
+    memory = baseline_forecast("lim", model_store, None, **kw)
+    assert isinstance(memory, xr.Dataset)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.zarr", "sst.zarr"]  # no new store
+    np.testing.assert_array_equal(memory.sst.values, stored.sst.values)
+    np.testing.assert_array_equal(memory.valid_time.values, stored.valid_time.values)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-TINY_CONFIG = """\
+TINY_MODEL = """\
 [model]
 n_dct = 8
 encoder_width = 16
@@ -18,7 +18,8 @@ init_steps = 4
 [window]
 context = 24
 horizon = 6
-
+"""
+TINY_CONFIG = TINY_MODEL + """
 [train]
 batch_size = 128
 max_steps = 6
@@ -29,6 +30,12 @@ val_samples = 256
 checkpoint_every = 3
 log_every = 2
 """
+
+
+@pytest.fixture(scope="session")
+def tiny_toml():
+    """The tiny model and windows with the given `[train]` table (TOML text)."""
+    return lambda train: TINY_MODEL + "\n[train]\n" + train
 
 
 @pytest.fixture(scope="session")

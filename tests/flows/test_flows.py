@@ -77,13 +77,14 @@ def test_training_publishes_a_progress_artifact_that_says_where_it_ended(trained
         assert "stopped at" in progress.description
 
 
-def test_an_early_stop_shows_in_the_progress_artifact_not_as_100_percent(tiny_workdir):
+def test_an_early_stop_shows_in_the_progress_artifact_not_as_100_percent(tiny_workdir,
+                                                                       tiny_toml):
     from flows.pipelines import train_flow
 
     # lr too small to change a float32 weight: the second validation cannot improve, so
     # patience 1 stops training at step 4 of 12.
     config = tiny_workdir / "stops-early.toml"
-    config.write_text(TINY_STOPPING)
+    config.write_text(tiny_toml(TINY_STOPPING_TRAIN))
     state = train_flow(TrainParameters(store=str(tiny_workdir / "store.zarr"),
                                        run_dir=str(tiny_workdir / "runs-early"),
                                        config=str(config), train_end="2002-12-01"),
@@ -96,20 +97,7 @@ def test_an_early_stop_shows_in_the_progress_artifact_not_as_100_percent(tiny_wo
     assert mine[0].description.startswith("train: stopped at 4 of 12 steps (33 %): early stop")
 
 
-TINY_STOPPING = """\
-[model]
-n_dct = 8
-encoder_width = 16
-encoder_depth = 1
-latent_dim = 4
-decoder_width = 16
-init_steps = 4
-
-[window]
-context = 24
-horizon = 6
-
-[train]
+TINY_STOPPING_TRAIN = """\
 batch_size = 64
 max_steps = 12
 lr = 1e-12
@@ -120,7 +108,7 @@ val_samples = 128
 patience = 1
 checkpoint_every = 2
 log_every = 1
-"""
+"""  # with the tiny model (conftest)
 
 
 @pytest.fixture(scope="module")

@@ -18,20 +18,7 @@ from flows.params import OperationParameters
 # These tests share the session's Prefect server (conftest.py): one xdist worker.
 pytestmark = pytest.mark.xdist_group("prefect")
 
-TINY = """\
-[model]
-n_dct = 8
-encoder_width = 16
-encoder_depth = 1
-latent_dim = 4
-decoder_width = 16
-init_steps = 4
-
-[window]
-context = 24
-horizon = 6
-
-[train]
+TINY_TRAIN = """\
 batch_size = 128
 max_steps = 3
 warmup_steps = 1
@@ -40,7 +27,7 @@ val_every = 3
 val_samples = 128
 checkpoint_every = 3
 log_every = 3
-"""
+"""  # with the tiny model (conftest)
 FIRST = pd.Timestamp("2000-01-01")  # first month the mirror serves
 BEGIN = dt.datetime(2005, 1, 1, 7, tzinfo=dt.UTC)  # the simulated clock starts here...
 END = dt.datetime(2006, 4, 1, 5, tzinfo=dt.UTC)  # ...and stops here: 15 months
@@ -77,7 +64,7 @@ def _publish(mirror: Path, now: dt.datetime, served: list) -> None:
 
 
 @pytest.mark.slow
-def test_scheduled_flows_run_unattended_through_15_months(prefect_server, tmp_path):
+def test_scheduled_flows_run_unattended_through_15_months(prefect_server, tmp_path, tiny_toml):
     from flows import operations
     from flows.deployments import parameters
     from flows.verification import FIGURE
@@ -86,7 +73,7 @@ def test_scheduled_flows_run_unattended_through_15_months(prefect_server, tmp_pa
     from pipeline.store import open_store
 
     mirror = tmp_path / "mirror"
-    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "tiny.toml").write_text(tiny_toml(TINY_TRAIN))
     workdir = tmp_path / "work"
     events = _fire_times(CRONS)
     flows = {d.option: getattr(operations, d.flow) for d in DEPLOYMENTS}
@@ -205,14 +192,14 @@ def test_bad_parameters_are_refused_before_a_run_in_one_line(capsys, tmp_path):
 
 @pytest.mark.slow
 def test_a_fresh_folder_with_nothing_to_forecast_from_skips_in_one_line(prefect_server,
-                                                                        tmp_path):
+                                                                        tmp_path, tiny_toml):
     """A source whose mirror holds only a few months: the forecast ingests them, finds too
     little to train on, and ends Completed ("Skipped") with the reason, without retries."""
     from flows import operations
     from pipeline.synthetic import write_layout
 
     write_layout("cobe2", tmp_path / "mirror", "2000-01-01", "2000-06-01", resolution=10.0)
-    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "tiny.toml").write_text(tiny_toml(TINY_TRAIN))
     params = OperationParameters(workdir=str(tmp_path / "w"), source="cobe2",
                                  mirror=(tmp_path / "mirror").as_uri(), start="2000-01-01",
                                  config=str(tmp_path / "tiny.toml"), leads=3, maps=False)

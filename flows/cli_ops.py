@@ -302,8 +302,8 @@ def _demo_summary(result: dict, workdir: Path, seconds: float) -> str:
         lines += [f"  metrics (CSV):     {result['metrics']['csv']}",
                   f"  metrics (JSON):    {result['metrics']['json']}"]
     lines += [f"  forecast store:    {result['forecast']}"]
-    lines += [f"  {kind + ' store:':<19} {path}" if len(kind) > 12 else
-              f"  {kind + ' store:':<19}{path}" for kind, path in result["baselines"].items()]
+    lines += [f"  {(kind + ' store:').ljust(18)} {path}"
+              for kind, path in result["baselines"].items()]
     lines += [f"  SST store:         {workdir / 'store.zarr'}",
               f"  training runs:     {workdir / 'runs'}",
               f"  Prefect home:      {workdir / '.prefect'} (artifacts: `prefect artifact ls`)"]

@@ -32,8 +32,15 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from pipeline.climatology import fit_climatology, open_sst, seasonal_index, time_step
+from pipeline.climatology import (
+    fit_climatology,
+    ocean_mask,
+    open_sst,
+    seasonal_index,
+    time_step,
+)
 from pipeline.forecast_store import ForecastWriter, valid_times
+from pipeline.metrics import lat_weights
 
 __all__ = [
     "BASELINES",
@@ -273,10 +280,7 @@ def baseline_forecast(
         raise ValueError(f"inits: not in the store's time axis: {[str(t) for t in missing]}")
     stats = fit_climatology(ds.sst, start=train_start, end=train_end)
     clim = stats["clim"].values  # (season, Y, X)
-    ocean = np.isfinite(clim).all(0)
-    if "mask" in ds:
-        ocean &= ds["mask"].values.astype(bool)
-    weights = np.clip(np.cos(np.deg2rad(ds.lat.values)), 0.0, None)[:, None] * ocean
+    weights = lat_weights(ds.lat.values)[:, None] * ocean_mask(clim, ds)
     seasons = seasonal_index(times.values, step)
     first = int(times.searchsorted(pd.Timestamp(stats.attrs["start"])))
     last = int(times.searchsorted(pd.Timestamp(stats.attrs["end"]), side="right"))

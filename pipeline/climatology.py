@@ -21,6 +21,7 @@ __all__ = [
     "anomalies",
     "fit_climatology",
     "n_seasons",
+    "ocean_mask",
     "open_sst",
     "seasonal_index",
     "time_step",
@@ -136,6 +137,15 @@ def fit_climatology(
         "step_size": step.size,
     }
     return out
+
+
+def ocean_mask(clim: np.ndarray, ds: xr.Dataset) -> np.ndarray:
+    """(Y, X) bool: points with a climatology in every season (`clim` (season, Y, X)) that
+    the store's `mask`, when it has one, marks as ocean."""
+    ocean = np.isfinite(clim).all(0)
+    if "mask" in ds:
+        ocean &= ds["mask"].values.astype(bool)
+    return ocean
 
 
 def anomalies(sst: xr.DataArray, climatology: xr.Dataset) -> xr.DataArray:

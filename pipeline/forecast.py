@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from pipeline.climatology import open_sst, seasonal_index, time_step
+from pipeline.climatology import ocean_mask, open_sst, seasonal_index, time_step
 from pipeline.forecast_store import ForecastWriter
 from pipeline.modes import TENDENCY_LAG, mode_features, project
 from pipeline.progress import Progress
@@ -84,9 +84,7 @@ class _Runner:
         self.times = self.ds.time.values
         self.step = time_step(self.times)
         self.seasons = seasonal_index(self.times, self.step)
-        ocean = np.isfinite(self.clim).all(0)
-        if "mask" in self.ds:
-            ocean &= self.ds["mask"].values.astype(bool)
+        ocean = ocean_mask(self.clim, self.ds)
         if self.clim.shape[1:] != ocean.shape or ocean.shape != (
             self.ds.sizes["lat"], self.ds.sizes["lon"]
         ):

@@ -19,11 +19,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.climatology import fit_climatology, open_sst, seasonal_index, time_step
+from pipeline.climatology import (
+    fit_climatology,
+    ocean_mask,
+    open_sst,
+    seasonal_index,
+    time_step,
+)
 from pipeline.forecast_store import open_forecast
 from pipeline.progress import progress
 
 __all__ = [
+    "BUILT_IN_REFERENCES",
     "REGIONS",
     "MetricsResult",
     "aggregate",
@@ -101,6 +108,15 @@ def weighted_scores(
     return {"mse": mse, "bias": bias, "acc": acc}
 
 
+# The references evaluate() always builds from the truth store and scores itself.
+BUILT_IN_REFERENCES = ("climatology", "persistence")
+
+
+def _member_mean(sst):
+    """The ensemble mean of a forecast's sst when it has a `member` dimension."""
+    return sst.mean("member") if "member" in sst.dims else sst
+
+
 def _scoring_inputs(fc, tr, climatology_start, climatology_end):
     """What every score of forecast `fc` against truth `tr` needs: a function times ->
     truth fields (NaN where unobserved), the climatology (season, Y, X), the time step, the
@@ -125,10 +141,7 @@ def _scoring_inputs(fc, tr, climatology_start, climatology_end):
     def at(times):  # (N,) -> (N, Y, X), NaN where the truth store has no such time
         return observed.reindex(time=times).values
 
-    ocean = np.isfinite(clim).all(0)
-    if "mask" in tr:
-        ocean &= tr["mask"].values.astype(bool)
-    weights = lat_weights(tr.lat.values)[:, None] * ocean
+    weights = lat_weights(tr.lat.values)[:, None] * ocean_mask(clim, tr)
     return at, clim, step, weights, (start, end)
 
 
@@ -156,7 +169,7 @@ def index_correlation(
         with np.errstate(invalid="ignore", divide="ignore"):
             return (np.where(ok, anomaly, 0.0) * w).sum((1, 2)) / w.sum((1, 2))
 
-    sst = fc.sst.mean("member") if "member" in fc.sst.dims else fc.sst
+    sst = _member_mean(fc.sst)
     rows = []
     for li, lead in enumerate(fc.lead.values):
         vt = fc.valid_time.values[:, li]
@@ -233,7 +246,7 @@ def evaluate(
                 and np.array_equal(other.lead.values, fc.lead.values)):
             raise ValueError(f"references[{key!r}]: expected the issue times and leads of "
                              "the forecast")
-        others[key] = other.sst.mean("member") if "member" in other.sst.dims else other.sst
+        others[key] = _member_mean(other.sst)
     init_anomaly = at(inits) - clim[seasonal_index(inits, step)]  # (I, Y, X)
     rows = []
     leads = progress(fc.lead.values, desc="evaluate", unit="lead", key="progress-evaluate")
@@ -246,7 +259,7 @@ def evaluate(
             "climatology": clim_l,
             "persistence": clim_l + init_anomaly,
             **{key: other.isel(lead=li).values for key, other in others.items()
-               if key not in ("climatology", "persistence")},
+               if key not in BUILT_IN_REFERENCES},
         }
         for region in regions:
             scored = {

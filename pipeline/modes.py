@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from pipeline.metrics import lat_weights
+
 __all__ = ["TENDENCY_LAG", "fit_modes", "mode_features", "project"]
 
 TENDENCY_LAG = 3
@@ -44,7 +46,7 @@ def fit_modes(
     coordinates.
     """
     lat = sst.lat.values
-    weights = np.sqrt(np.clip(np.cos(np.deg2rad(lat)), 0.0, None))[:, None] * sample
+    weights = np.sqrt(lat_weights(lat))[:, None] * sample
     points = np.flatnonzero(sample.ravel())
     if n_modes < 1:
         raise ValueError(f"n_modes: expected a positive integer, got {n_modes}")

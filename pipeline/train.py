@@ -30,7 +30,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pipeline.climatology import fit_climatology, open_sst, seasonal_index, time_step
+from pipeline.climatology import (
+    fit_climatology,
+    ocean_mask,
+    open_sst,
+    seasonal_index,
+    time_step,
+)
 from pipeline.config import Config, config_from_dict
 from pipeline.model import MechanisticIdentifier
 from pipeline.modes import fit_modes
@@ -245,11 +251,8 @@ def context_modes(ds, stats, end: int, config: Config):
     """The run's EOFs (pipeline.modes) of steps 0..end on the training sub-grid."""
     clim = stats["clim"].values
     seasons = seasonal_index(ds.time.values, time_step(ds.time.values))
-    ocean = np.isfinite(clim).all(0)
-    if "mask" in ds:
-        ocean &= ds["mask"].values.astype(bool)
-    locations = ocean_locations(ocean, stride=config.window.location_stride)
-    sample = np.zeros_like(ocean)
+    locations = ocean_locations(ocean_mask(clim, ds), stride=config.window.location_stride)
+    sample = np.zeros(clim.shape[1:], bool)
     sample[locations.iy, locations.ix] = True
     modes = fit_modes(ds.sst, clim, seasons, end=end, sample=sample,
                       n_modes=config.model.context_modes)

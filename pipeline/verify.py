@@ -19,7 +19,7 @@ import xarray as xr
 
 from pipeline import archive as arch
 from pipeline import baselines
-from pipeline.metrics import evaluate
+from pipeline.metrics import BUILT_IN_REFERENCES, evaluate
 from pipeline.store import open_store
 
 __all__ = ["pending", "score_entry", "skill_figure", "summary", "verify_archive"]
@@ -48,8 +48,6 @@ def pending(archive, truth) -> list[tuple[dict, list[int]]]:
     return out
 
 
-REFERENCES = ("climatology", "persistence")  # what metrics.evaluate always scores itself
-
 
 def score_entry(archive, entry: dict, leads: list[int], truth, *, kinds=None,
                 work_dir=None) -> pd.DataFrame:
@@ -62,7 +60,7 @@ def score_entry(archive, entry: dict, leads: list[int], truth, *, kinds=None,
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         references = {}
         for kind in kinds:
-            if kind in REFERENCES:  # evaluate's own, from the same truth and period
+            if kind in BUILT_IN_REFERENCES:  # evaluate's own, same truth and period
                 continue
             references[kind] = baselines.baseline_forecast(  # in memory: scored, then gone
                 kind, truth, None, inits=fc.init_time.values,

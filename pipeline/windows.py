@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from pipeline.climatology import open_sst, seasonal_index, time_step
+from pipeline.climatology import ocean_mask, open_sst, seasonal_index, time_step
 from pipeline.config import WindowConfig
 from pipeline.modes import mode_features, project
 
@@ -185,9 +185,7 @@ class WindowDataset(torch.utils.data.Dataset):
         self.times = ds.time.values
         self.step = time_step(self.times)
         self.seasons = seasonal_index(self.times, self.step)
-        ocean = np.isfinite(self.clim).all(0)
-        if "mask" in ds:
-            ocean &= ds["mask"].values.astype(bool)
+        ocean = ocean_mask(self.clim, ds)
         self.ocean = ocean
         self.locations = locations or ocean_locations(
             ocean, stride=window.location_stride, block=window.block_locations

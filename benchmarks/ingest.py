@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
-from pipeline.ingest import ingest
+from pipeline.data.ingest import ingest
 grid = float(sys.argv[5]) if sys.argv[5] != "none" else None
 t0 = time.perf_counter()
 result = ingest("cobe2", sys.argv[2], mirror=sys.argv[3], cache_dir=sys.argv[4], grid=grid)
@@ -66,7 +66,7 @@ def same_values(nc_path: Path, store: Path) -> bool:
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
-    from pipeline.store import open_store
+    from pipeline.data.store import open_store
 
     with netCDF4.Dataset(nc_path) as nc:
         raw = nc["sst"][:].filled(np.nan).astype(np.float32)

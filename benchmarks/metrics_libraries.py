@@ -1,4 +1,4 @@
-"""pipeline.metrics against xskillscore on one lead of a 1° hindcast-sized field.
+"""pipeline.evaluation.metrics against xskillscore on one lead of a 1° hindcast-sized field.
 
     python benchmarks/metrics_libraries.py [--inits 72]
 
@@ -21,7 +21,7 @@ import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.metrics import lat_weights, weighted_scores  # noqa: E402
+from pipeline.evaluation.metrics import lat_weights, weighted_scores  # noqa: E402
 
 
 def main(argv=None) -> int:

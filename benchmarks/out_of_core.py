@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
-from pipeline.fetch import fetch_files
-from pipeline.ingest import files_to_store
+from pipeline.data.fetch import fetch_files
+from pipeline.data.ingest import files_to_store
 mirror, cache, store, start, end = sys.argv[2:7]
 t0 = time.perf_counter()
 files = fetch_files("oisst-v2.1-daily", cache, start=start, end=end, mirror=mirror)
@@ -50,8 +50,8 @@ def main() -> None:
     parser.add_argument("--start", default="2020-01-01")
     parser.add_argument("--days", type=int, default=731)
     args = parser.parse_args()
-    from pipeline.sources import get_source
-    from pipeline.synthetic import write_layout
+    from pipeline.data.sources import get_source
+    from pipeline.data.synthetic import write_layout
 
     start = pd.Timestamp(args.start)
     end = start + pd.Timedelta(days=args.days - 1)

@@ -4,12 +4,13 @@
 
 Train the `default` (CPU-sized) config on 1950-1984, validate (early stopping) on 1985-1989,
 hindcast every month of 1990-1995 with leads 1-48 months, and score it with
-pipeline.metrics.evaluate next to the climatology, anomaly-persistence and damped-persistence
-baselines (all from the 1950-1984 climatology). Prints a markdown table per region (global
-ocean, Niño3.4) and writes everything under --workdir. Also reports training samples/s and
-the share of a training step spent in the S-MNN solve (forward + backward).
+pipeline.evaluation.metrics.evaluate next to the climatology, anomaly-persistence and
+damped-persistence baselines (all from the 1950-1984 climatology). Prints a markdown table
+per region (global ocean, Niño3.4) and writes everything under --workdir. Also reports
+training samples/s and the share of a training step spent in the S-MNN solve (forward +
+backward).
 
-The store comes from the `cobe2` source (pipeline.ingest) through a file:// mirror folder
+The store comes from the `cobe2` source (pipeline.data.ingest) through a file:// mirror folder
 that links the given file under Datasets/COBE2/. `--grid-stride s`
 keeps every s-th latitude and longitude (default 2: 2° sampling of the 1° grid) so that the
 whole benchmark fits in about an hour of two shared CPU cores; area-weighted scores on that
@@ -33,13 +34,13 @@ import xarray as xr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.baselines import KINDS, baseline_forecast  # noqa: E402
-from pipeline.config import config_from_dict, load_config, preset  # noqa: E402
-from pipeline.forecast import hindcast  # noqa: E402
-from pipeline.ingest import ingest  # noqa: E402
-from pipeline.metrics import evaluate, index_correlation  # noqa: E402
-from pipeline.store import open_store, write_store  # noqa: E402
-from pipeline.train import default_device, load_model, masked_mse, train  # noqa: E402
+from pipeline.data.ingest import ingest  # noqa: E402
+from pipeline.data.store import open_store, write_store  # noqa: E402
+from pipeline.evaluation.baselines import KINDS, baseline_forecast  # noqa: E402
+from pipeline.evaluation.metrics import evaluate, index_correlation  # noqa: E402
+from pipeline.model.config import config_from_dict, load_config, preset  # noqa: E402
+from pipeline.model.forecast import hindcast  # noqa: E402
+from pipeline.model.train import default_device, load_model, masked_mse, train  # noqa: E402
 
 LEADS_SHOWN = [1, 2, 3, 6, 9, 12, 18, 24, 36, 48]
 NINO_LEADS = (3, 6, 12)
@@ -103,7 +104,7 @@ class _TimedODE(torch.nn.Module):
 
 def solver_share(run_dir: Path, store: Path, steps: int = 5) -> dict:
     """Median share of a training step (batch of the run's size) spent in the S-MNN solve."""
-    from pipeline.windows import BlockBatchSampler, WindowDataset, plan_splits
+    from pipeline.model.windows import BlockBatchSampler, WindowDataset, plan_splits
 
     model, config, _ = load_model(run_dir)
     model.train()

@@ -1,4 +1,5 @@
-"""Chunk layouts of the SST store: appends vs. time-series reads (the choice in pipeline/store.py).
+"""Chunk layouts of the SST store: appends vs. time-series reads (the choice in
+pipeline/data/store.py).
 
     python benchmarks/store_layout.py [--years 50] [--repeat 5]
 
@@ -74,7 +75,7 @@ def main() -> None:
     parser.add_argument("--years", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    from pipeline.synthetic import synthetic_dataset
+    from pipeline.data.synthetic import synthetic_dataset
 
     data = synthetic_dataset("1950-01", f"{1950 + args.years - 1}-12", resolution=1.0)
     sst = data["sst"].values  # (T, 180, 360)

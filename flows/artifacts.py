@@ -94,7 +94,7 @@ class ReportContext:
 
 
 def _display(name: object) -> str:
-    from pipeline.maps import display_name
+    from pipeline.products.maps import display_name
 
     return display_name(name)
 
@@ -382,8 +382,8 @@ def report_task(forecast: str, store: str, out_dir: str, metrics: dict | None,
     with `publish_report_file`, on the flow run rather than this task run."""
     from prefect.artifacts import create_table_artifact
 
+    from pipeline.data.store import describe
     from pipeline.forecast_store import open_forecast
-    from pipeline.store import describe
 
     opened = open_forecast(forecast)
     last, first = _issued(opened)

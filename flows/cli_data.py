@@ -7,7 +7,7 @@ import argparse
 
 def register(subparsers) -> None:
     """Add this area's subcommands to the `sstcast` parser."""
-    from pipeline.sources import DEFAULT_SOURCE, SOURCES
+    from pipeline.data.sources import DEFAULT_SOURCE, SOURCES
 
     ingest = subparsers.add_parser(
         "ingest",
@@ -97,7 +97,7 @@ def register(subparsers) -> None:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from pipeline.ingest import ingest
+    from pipeline.data.ingest import ingest
 
     result = ingest(
         args.source,
@@ -119,7 +119,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from pipeline.store import describe, validate_store
+    from pipeline.data.store import describe, validate_store
 
     validate_store(args.store, full=args.full)
     print(describe(args.store))
@@ -128,7 +128,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from pipeline.export import export_netcdf
+    from pipeline.products.export import export_netcdf
 
     print(export_netcdf(args.store, args.out, overwrite=args.overwrite, layout=args.layout))
     return 0

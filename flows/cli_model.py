@@ -24,7 +24,7 @@ def _date(text: str) -> pd.Timestamp:
 
 def _sst_store(url: str, option: str = "--store") -> None:
     """Refuse anything but an SST store before any work (or any folder) is begun."""
-    from pipeline.store import store_kind
+    from pipeline.data.store import store_kind
 
     kind = store_kind(url)
     if kind in ("absent", "forecast"):  # "other" may be a plain canonical zarr store: read on
@@ -34,8 +34,8 @@ def _sst_store(url: str, option: str = "--store") -> None:
 
 
 def _train(args) -> int:
-    from pipeline.config import load_config, preset
-    from pipeline.train import TrainingDiverged, TrainingInterrupted, train
+    from pipeline.model.config import load_config, preset
+    from pipeline.model.train import TrainingDiverged, TrainingInterrupted, train
 
     _sst_store(args.store)
 
@@ -55,7 +55,7 @@ def _train(args) -> int:
 
 
 def _forecast(args) -> int:
-    from pipeline.forecast import forecast
+    from pipeline.model.forecast import forecast
 
     _sst_store(args.store)
 
@@ -65,7 +65,7 @@ def _forecast(args) -> int:
 
 
 def _hindcast(args) -> int:
-    from pipeline.forecast import hindcast
+    from pipeline.model.forecast import hindcast
 
     _sst_store(args.store)
 
@@ -75,7 +75,7 @@ def _hindcast(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from pipeline.metrics import evaluate
+    from pipeline.evaluation.metrics import evaluate
 
     result = evaluate(args.forecast, args.truth, args.out,
                       climatology_end=args.climatology_end, regions=args.regions)
@@ -98,7 +98,7 @@ def register(subparsers) -> None:
     p.add_argument("--store", required=True, help="SST store path or URL")
     p.add_argument("--run", required=True, help="run directory (checkpoints, logs)")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--config", help="TOML config file (see pipeline.config)")
+    group.add_argument("--config", help="TOML config file (see pipeline.model.config)")
     group.add_argument("--preset", choices=["default", "paper"], help="a named config")
     p.add_argument("--resume", action="store_true", help="continue the run in --run")
     p.add_argument("--train-end", type=_date,

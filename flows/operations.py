@@ -29,7 +29,7 @@ def _skip(message: str):
 
 
 def _ensure_store(params: OperationParameters, dask_address: str | None) -> None:
-    from pipeline.store import store_exists
+    from pipeline.data.store import store_exists
 
     store = params.paths()["store"]
     if not store_exists(store):
@@ -79,8 +79,8 @@ def verify_flow(params: OperationParameters, dask_address: str | None = None):
     """Score every archived forecast whose valid times are now observed (each lead once),
     keep the history per lead, region and model version against the baselines, and publish
     it (table artifact, skill-over-time figure, verification report)."""
-    from pipeline.archive import entries
-    from pipeline.store import store_exists
+    from pipeline.data.store import store_exists
+    from pipeline.evaluation.archive import entries
 
     p = params.paths()
     if not store_exists(p["store"]) or not entries(p["archive"]):

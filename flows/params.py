@@ -13,13 +13,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline.config import MAX_STEPS
+from pipeline.model.config import MAX_STEPS
 
 
 def _check_source(source: str, mirror: str | None) -> None:
     """A catalogue name, and no mirror for a locally generated source: refused here, before a
     run starts, rather than by the fetch task."""
-    from pipeline.sources import get_source
+    from pipeline.data.sources import get_source
 
     entry = get_source(source)  # ValueError naming the argument, the expected and the received
     if entry.synthetic and mirror is not None:
@@ -102,7 +102,8 @@ class ForecastParameters(_Params):
                               "the input store, when it covers the valid times)")
     baselines: tuple[str, ...] = Field(
         ("climatology", "persistence", "damped_persistence", "lim"),
-        description="baseline forecasts scored and drawn alongside (pipeline.baselines.KINDS)")
+        description="baseline forecasts scored and drawn alongside "
+        "(pipeline.evaluation.baselines.KINDS)")
     train_end: dt.date | None = Field(None, description="end of the baselines' fitting "
                                       "period (default: the run's own climatology period, the "
                                       "one the model and the scores use)")

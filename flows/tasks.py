@@ -39,8 +39,8 @@ def transient(error: BaseException | None) -> bool:
     import http.client
     import urllib.error
 
-    from pipeline.fetch import FetchError
-    from pipeline.lock import StoreLocked
+    from pipeline.data.fetch import FetchError
+    from pipeline.data.lock import StoreLocked
 
     codes = {getattr(errno, name) for name in _TRANSIENT_ERRNO if hasattr(errno, name)}
     seen: set[int] = set()
@@ -104,7 +104,7 @@ def fetch_task(source: str, dest_dir: str, start: dt.date | None, end: dt.date |
                mirror: str | None) -> list[str]:
     """Download (or generate, for `synthetic`) the source's files into `dest_dir`."""
     install_progress_artifacts()
-    from pipeline.fetch import fetch_files
+    from pipeline.data.fetch import fetch_files
 
     files = fetch_files(source, dest_dir, start=start, end=end, mirror=mirror)
     get_run_logger().info("fetched %d file(s) of %s into %s", len(files), source, dest_dir)
@@ -119,7 +119,7 @@ def store_task(files: list[str], source: str, store: str, grid: float | None,
     """Preprocess the fetched files and append them to the canonical zarr store (idempotent,
     so a retry after a failed write is safe); dask work goes to `dask_address` if given."""
     install_progress_artifacts()
-    from pipeline.ingest import dask_client, files_to_store
+    from pipeline.data.ingest import dask_client, files_to_store
 
     with dask_client(dask_address):
         result = files_to_store([Path(f) for f in files], source, store, grid=grid,
@@ -130,7 +130,7 @@ def store_task(files: list[str], source: str, store: str, grid: float | None,
 @task(name="describe-store", cache_policy=NONE)
 def describe_task(store: str) -> str:
     """One-paragraph description of a store (time span, grid, provenance)."""
-    from pipeline.store import describe
+    from pipeline.data.store import describe
 
     return describe(store)
 
@@ -138,7 +138,7 @@ def describe_task(store: str) -> str:
 @task(name="latest-time", **_IO)
 def latest_time_task(store: str) -> dt.date:
     """The last time step of a store (the default issue time)."""
-    from pipeline.store import open_store
+    from pipeline.data.store import open_store
 
     return open_store(store)["time"].to_index()[-1].date()
 
@@ -147,14 +147,14 @@ def latest_time_task(store: str) -> dt.date:
 
 
 def _config(config: str):
-    """A preset name or a TOML path -> pipeline.config.Config."""
-    from pipeline.config import PRESETS, load_config, preset
+    """A preset name or a TOML path -> pipeline.model.config.Config."""
+    from pipeline.model.config import PRESETS, load_config, preset
 
     return preset(config) if config in PRESETS else load_config(config)
 
 
 def _trained(folder: Path) -> bool:
-    from pipeline.train import BEST
+    from pipeline.model.train import BEST
 
     return (folder / BEST).is_file()
 
@@ -182,8 +182,8 @@ def train_task(store: str, run_dir: str, config: str, resume: bool,
     """Train into `run_dir`; a progress artifact follows the optimiser steps and, after an
     early stop, says at which step training ended (the terminal bar is train's own)."""
     install_progress_artifacts()
+    from pipeline.model.train import train
     from pipeline.progress import Progress
-    from pipeline.train import train
 
     logger = get_run_logger()
     settings = _config(config)
@@ -208,7 +208,7 @@ def _last_step(run_dir: str, default: float) -> float:
     """The last optimiser step in the training log (early stopping ends between logs)."""
     import json
 
-    from pipeline.train import LOG
+    from pipeline.model.train import LOG
 
     try:
         lines = Path(run_dir, LOG).read_text().splitlines()
@@ -223,7 +223,7 @@ def hindcast_task(run_dir: str, store: str, start: dt.date, end: dt.date,
                   leads: int | None, out: str) -> str:
     """Forecasts issued at every store time in [start, end] -> forecast store `out`."""
     install_progress_artifacts()
-    from pipeline.forecast import hindcast
+    from pipeline.model.forecast import hindcast
 
     # Each scheduled run replaces the products of the last one (forecast stores only).
     return str(hindcast(run_dir, store, start=start, end=end, leads=leads, out=out,
@@ -234,7 +234,7 @@ def hindcast_task(run_dir: str, store: str, start: dt.date, end: dt.date,
 def baseline_task(kind: str, store: str, like: str, out: str,
                   train_end: dt.date | None) -> str:
     """The `kind` baseline for the issue times and leads of forecast store `like`."""
-    from pipeline.baselines import baseline_forecast
+    from pipeline.evaluation.baselines import baseline_forecast
     from pipeline.forecast_store import open_forecast
 
     model = open_forecast(like)
@@ -253,7 +253,7 @@ def evaluate_task(forecast: str, truth: str, out_dir: str,
     """Score a forecast store (and the baseline stores `references`, name -> store) against
     the truth; returns paths and the table's rows."""
     install_progress_artifacts()
-    from pipeline.metrics import evaluate
+    from pipeline.evaluation.metrics import evaluate
 
     result = evaluate(forecast, truth, out_dir, references=references)
     return {"json": str(result.json_path), "csv": str(result.csv_path),
@@ -266,8 +266,8 @@ def truth_covers_task(forecast: str, truth: str) -> bool:
     """Whether the truth store holds any valid time of the forecast (so it can be scored)."""
     import numpy as np
 
+    from pipeline.data.store import open_store, store_exists
     from pipeline.forecast_store import open_forecast
-    from pipeline.store import open_store, store_exists
 
     if not store_exists(truth):
         return False
@@ -278,7 +278,7 @@ def truth_covers_task(forecast: str, truth: str) -> bool:
 @task(name="interpret", cache_policy=NONE)
 def interpret_task(run_dir: str, store: str, init: dt.date, out: str) -> str:
     """Learned latents and ODE parameters at issue time `init`, written as NetCDF `out`."""
-    from pipeline.forecast import interpret
+    from pipeline.model.forecast import interpret
 
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     maps = interpret(run_dir, store, init)
@@ -295,9 +295,9 @@ def maps_task(forecast: str, out_dir: str, truth: str | None, metrics_csv: str |
     import pandas as pd
     import xarray as xr
 
+    from pipeline.data.store import open_store
     from pipeline.forecast_store import open_forecast
-    from pipeline.maps import write_forecast_maps
-    from pipeline.store import open_store
+    from pipeline.products.maps import write_forecast_maps
 
     written = write_forecast_maps(
         open_forecast(forecast).load(), out_dir,
@@ -316,9 +316,9 @@ def readiness(store: str, run_dir: str, config: str, training: bool = False) -> 
     """Why nothing can be forecast from `store` yet (one line), or None: no SST, fewer steps
     than the trained run's context, or (`training`, or no trained run yet) too few steps to
     train on with `config`."""
-    from pipeline.store import open_store, store_exists
-    from pipeline.train import BEST, load_checkpoint
-    from pipeline.windows import plan_splits
+    from pipeline.data.store import open_store, store_exists
+    from pipeline.model.train import BEST, load_checkpoint
+    from pipeline.model.windows import plan_splits
 
     if not store_exists(store):
         return f"store: no SST in {store} yet"
@@ -343,7 +343,7 @@ def readiness(store: str, run_dir: str, config: str, training: bool = False) -> 
 def archive_task(forecast: str, archive: str) -> list[dict]:
     """Add the issued forecasts to the archive (idempotent; a new run's re-issue is a new
     version); returns the entries."""
-    from pipeline.archive import add_forecast
+    from pipeline.evaluation.archive import add_forecast
 
     entries = add_forecast(archive, forecast)
     logger = get_run_logger()

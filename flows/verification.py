@@ -2,7 +2,8 @@
 table (`verification-history` table artifact), the skill-over-time figure, and the
 "Verification history" section of the forecast report (`report_section`).
 
-The scoring is pipeline/verify.py (pipeline.metrics and pipeline.baselines underneath).
+The scoring is pipeline/evaluation/verify.py (pipeline.evaluation.metrics and
+pipeline.evaluation.baselines underneath).
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ def _fmt(value) -> str:
 def write_products(archive: str, out_dir: str) -> dict[str, str]:
     """Draw the skill-over-time figure and write the summary table of the archive's
     verification history into `out_dir`/verification; returns name -> path."""
-    from pipeline.archive import history
-    from pipeline.verify import skill_figure, summary
+    from pipeline.evaluation.archive import history
+    from pipeline.evaluation.verify import skill_figure, summary
 
     folder = Path(out_dir) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
@@ -70,8 +71,8 @@ def report_section(archive: str, context) -> list[str]:
     lead (global), and the skill-over-time figure (embedded or relative as the report
     `context`, a flows.artifacts.ReportContext, says)."""
     from flows.artifacts import _image
-    from pipeline.archive import entries, history
-    from pipeline.verify import summary
+    from pipeline.evaluation.archive import entries, history
+    from pipeline.evaluation.verify import summary
 
     table = history(archive)
     parts = ["## Verification history", ""]
@@ -96,7 +97,7 @@ def report_section(archive: str, context) -> list[str]:
 def verify_task(archive: str, truth: str) -> dict:
     """Score the archived forecasts whose valid times are now observed (each lead once) and
     commit the rows to the archive's history."""
-    from pipeline.verify import verify_archive
+    from pipeline.evaluation.verify import verify_archive
 
     rows = verify_archive(archive, truth)
     scored = rows[["issue_time", "version", "lead"]].drop_duplicates() if len(rows) else rows
@@ -110,8 +111,8 @@ def publish_task(archive: str, out_dir: str) -> dict:
     """Publish the history: the `verification-history` table artifact, the figure and a
     `verification-report` markdown artifact (figure embedded); also written as
     `out_dir`/verification/verification.md."""
-    from pipeline.archive import history
-    from pipeline.verify import summary
+    from pipeline.evaluation.archive import history
+    from pipeline.evaluation.verify import summary
 
     products = write_products(archive, out_dir)
     rows = _plain(summary(history(archive)).to_dict(orient="records"))

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipeline.store import open_store
+from pipeline.data.store import open_store
 
 __all__ = [
     "TimeStep",

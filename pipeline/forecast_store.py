@@ -20,7 +20,7 @@ import xarray as xr
 
 from pipeline.cf import cf_forecast
 from pipeline.climatology import TimeStep
-from pipeline.store import FORECAST_FORMAT, check_writable
+from pipeline.data.store import FORECAST_FORMAT, check_writable
 
 __all__ = ["ForecastWriter", "open_forecast", "valid_times"]
 

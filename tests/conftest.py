@@ -37,7 +37,7 @@ def ar1_sst(start="1980-01", end="1999-12", *, ny=6, nx=8, phi=0.8, seed=0) -> x
 @pytest.fixture
 def model_store(tmp_path):
     """The path of a real zarr store holding `ar1_sst()` (20 years, monthly, 6x8 grid)."""
-    from pipeline.store import write_store
+    from pipeline.data.store import write_store
 
     path = tmp_path / "sst.zarr"
     write_store(ar1_sst(), str(path))
@@ -164,7 +164,7 @@ class NoaaMirror:
 @pytest.fixture
 def noaa_mirror(tmp_path):
     """A `NoaaMirror` over an empty folder tmp_path/"mirror" (write files there with
-    pipeline.synthetic.write_layout); its base URL is `noaa_mirror.url`."""
+    pipeline.data.synthetic.write_layout); its base URL is `noaa_mirror.url`."""
     root = tmp_path / "mirror"
     root.mkdir()
     server = NoaaMirror(root)
@@ -172,7 +172,7 @@ def noaa_mirror(tmp_path):
     server.close()
 def tiny_model_config():
     """A model config small enough to train in seconds on `ar1_sst()`."""
-    from pipeline.config import Config, ModelConfig, TrainConfig, WindowConfig
+    from pipeline.model.config import Config, ModelConfig, TrainConfig, WindowConfig
 
     return Config(
         model=ModelConfig(n_dct=8, encoder_width=16, encoder_depth=1, latent_dim=4,
@@ -194,8 +194,8 @@ def tiny_config():
 def trained_model_run(tmp_path_factory):
     """(store path, run dir) of a tiny model trained for 2 steps on `ar1_sst()` up to 1995-12;
     shared by the forecast and CLI tests, which must not modify it."""
-    from pipeline.store import write_store
-    from pipeline.train import train
+    from pipeline.data.store import write_store
+    from pipeline.model.train import train
 
     root = tmp_path_factory.mktemp("model_run")
     store = root / "sst.zarr"

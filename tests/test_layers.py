@@ -1,4 +1,5 @@
-"""The import rule of DESIGN.md §1: smnn -> pipeline -> flows, prefect only in flows."""
+"""The import rule of DESIGN.md §1: smnn -> pipeline -> flows, prefect only in flows; inside
+pipeline, data <- model, evaluation <- products (the rooms by role)."""
 
 import ast
 import subprocess
@@ -37,6 +38,64 @@ def imported_top_levels(path: Path) -> set[str]:
 
 def layer_files(layer: str) -> list[Path]:
     return sorted((ROOT / layer).rglob("*.py"))
+
+
+# Inside pipeline, the rooms by role and what each must not reach: data is read by all and
+# reads none of them; model and evaluation are siblings (evaluation judges forecast stores
+# without knowing the model); products draw and export what the others made. The shared
+# contracts at pipeline's top level (climatology, forecast_store, cf, progress) sit under
+# model, evaluation and products.
+SHARED = ("pipeline.climatology", "pipeline.forecast_store", "pipeline.cf", "pipeline.progress")
+ROOMS = {
+    "pipeline.data": {"pipeline.model", "pipeline.evaluation", "pipeline.products"},
+    "pipeline.model": {"pipeline.products"},
+    "pipeline.evaluation": {"pipeline.model", "pipeline.products"},
+    "pipeline.products": {"pipeline.model"},
+    **{m: {"pipeline.model", "pipeline.evaluation", "pipeline.products"} for m in SHARED},
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module an absolute import in `path` names, `from a import b` as both a and a.b."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
+def within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_rooms_in_pipeline_import_only_downwards():
+    offenders = []
+    for path in layer_files("pipeline"):
+        module = module_name(path)
+        for room, forbidden in ROOMS.items():
+            if not within(module, room):
+                continue
+            bad = {n for n in imported_modules(path) if any(within(n, f) for f in forbidden)}
+            if bad:
+                offenders.append(f"{path.relative_to(ROOT)} imports {sorted(bad)}")
+    assert not offenders, "room rule broken:\n" + "\n".join(offenders)
+
+
+def test_every_pipeline_module_is_in_a_room():
+    # A new module must be placed deliberately: in a room, or among the shared contracts.
+    homeless = [
+        module_name(p) for p in layer_files("pipeline")
+        if module_name(p) != "pipeline" and not any(within(module_name(p), r) for r in ROOMS)
+    ]
+    assert not homeless
 
 
 @pytest.mark.parametrize("layer", ["smnn", "pipeline"])
@@ -98,3 +157,12 @@ def test_the_rule_checker_sees_a_forbidden_import(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("import prefect\nfrom flows.cli import main\n")
     assert {"prefect", "flows"} <= imported_top_levels(bad)
+
+
+def test_the_room_checker_sees_an_import_between_rooms(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from pipeline.model import train\nimport pipeline.products.maps\n")
+    names = imported_modules(bad)
+    assert {"pipeline.model.train", "pipeline.products.maps"} <= names
+    assert any(within(n, "pipeline.model") for n in names)
+    assert not within("pipeline.modelling", "pipeline.model")

@@ -9,9 +9,9 @@ from pydantic import ValidationError
 
 from flows.cli import main
 from flows.params import ForecastParameters, IngestParameters, PipelineParameters
-from pipeline.config import MAX_STEPS, load_config
-from pipeline.forecast import hindcast
-from pipeline.ingest import ingest
+from pipeline.data.ingest import ingest
+from pipeline.model.config import MAX_STEPS, load_config
+from pipeline.model.forecast import hindcast
 
 
 def _cli(argv, capsys):

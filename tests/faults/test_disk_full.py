@@ -9,10 +9,10 @@ import pytest
 import xarray as xr
 
 from flows.cli import main
-from pipeline import synthetic
-from pipeline import train as train_module
-from pipeline.store import StoreWriteError
-from pipeline.train import train
+from pipeline.data import synthetic
+from pipeline.data.store import StoreWriteError
+from pipeline.model import train as train_module
+from pipeline.model.train import train
 
 
 def _enospc_torch_save(payload, handle):
@@ -121,7 +121,7 @@ def test_another_write_failure_is_not_called_disk_full(tmp_path, monkeypatch):
 def test_a_full_disk_while_appending_drops_the_uncommitted_tail(
     tmp_path, monkeypatch, make_ar1_sst
 ):
-    from pipeline import store as store_module
+    from pipeline.data import store as store_module
 
     ar1_sst = make_ar1_sst
     url = str(tmp_path / "s.zarr")

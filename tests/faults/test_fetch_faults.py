@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from pipeline import fetch
-from pipeline.fetch import FetchError, download, fetch_files
+from pipeline.data import fetch
+from pipeline.data.fetch import FetchError, download, fetch_files
 
 SECRET = "s3cr3tTOKEN"
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from flows.cli import main
-from pipeline.baselines import baseline_forecast
+from pipeline.data.store import open_store, validate_store, write_store
+from pipeline.evaluation.baselines import baseline_forecast
 from pipeline.forecast_store import open_forecast
-from pipeline.store import open_store, validate_store, write_store
 
 
 def ingest_args(store, tmp_path):
@@ -130,7 +130,7 @@ def test_library_writers_take_overwrite_false_by_default(model_store, tmp_path):
     assert open_forecast(out).attrs["model"] == "persistence"
     baseline_forecast("climatology", model_store, out, overwrite=True, **kw)
     assert open_forecast(out).attrs["model"] == "climatology"
-    from pipeline.store import store_kind
+    from pipeline.data.store import store_kind
 
     assert store_kind(out) == "forecast" and store_kind(model_store) == "sst"
     with pytest.raises(ValueError, match="an SST store"):

@@ -55,7 +55,7 @@ def test_tampered_result_files_run_no_code_and_the_rerun_recomputes(prefect_serv
 
     from flows.params import IngestParameters
     from flows.pipelines import ingest_flow
-    from pipeline.store import open_store
+    from pipeline.data.store import open_store
 
     results, marker = tmp_path / "results", tmp_path / "PWNED"
     params = IngestParameters(store=str(tmp_path / "s.zarr"), start="2000-01-01",

@@ -6,8 +6,8 @@ import signal
 
 import pytest
 
-from pipeline import train as train_module
-from pipeline.train import LOG, TrainingInterrupted, train
+from pipeline.model import train as train_module
+from pipeline.model.train import LOG, TrainingInterrupted, train
 
 
 def _steps(run):

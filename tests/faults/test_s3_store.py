@@ -22,9 +22,9 @@ pytest.importorskip("moto.server", reason="moto[server] is not installed (pip in
 pytest.importorskip("s3fs", reason="s3fs is not installed (pip install -e .[dev])")
 
 from flows.cli import main  # noqa: E402
-from pipeline.ingest import ingest  # noqa: E402
-from pipeline.lock import StoreLocked, _create, lock_path, store_lock  # noqa: E402
-from pipeline.store import open_store, validate_store  # noqa: E402
+from pipeline.data.ingest import ingest  # noqa: E402
+from pipeline.data.lock import StoreLocked, _create, lock_path, store_lock  # noqa: E402
+from pipeline.data.store import open_store, validate_store  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = {"start": "1990-01", "resolution": 4.0}
@@ -128,7 +128,7 @@ def test_a_held_s3_lock_refuses_a_second_writer_in_another_process(bucket, tmp_p
 KILLER = textwrap.dedent("""
     import os, signal, sys
     import zarr.storage
-    from pipeline.ingest import ingest
+    from pipeline.data.ingest import ingest
 
     original = zarr.storage.FsspecStore.set
     seen = {"n": 0}

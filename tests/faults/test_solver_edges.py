@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import smnn
-from pipeline import train as train_module
-from pipeline.train import TrainingDiverged, train
+from pipeline.model import train as train_module
+from pipeline.model.train import TrainingDiverged, train
 from smnn import SolveError, ode_forward
 from smnn._compiled import available as numba_available
 from smnn._solve import ASSEMBLED
@@ -211,7 +211,7 @@ def test_other_value_errors_in_a_training_step_surface_as_themselves(
 def test_a_solve_error_while_forecasting_is_a_clear_value_error(
     trained_model_run, tmp_path, monkeypatch
 ):
-    from pipeline.forecast import forecast
+    from pipeline.model.forecast import forecast
 
     store, run = trained_model_run
 

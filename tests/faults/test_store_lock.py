@@ -18,8 +18,8 @@ import pytest
 import zarr
 
 from flows.cli import main
-from pipeline.lock import StoreLocked, lock_path, store_lock
-from pipeline.store import COMMITTED, open_store, validate_store
+from pipeline.data.lock import StoreLocked, lock_path, store_lock
+from pipeline.data.store import COMMITTED, open_store, validate_store
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 180  # seconds for one CLI process; they take about 5 s alone

@@ -13,10 +13,10 @@ import pytest
 import zarr
 
 from flows.cli import main
-from pipeline.ingest import files_to_store
-from pipeline.preprocess import UnitsError, ValueRangeError, sst_units
-from pipeline.store import StoreError, open_store, validate_store
-from pipeline.synthetic import write_cobe2, write_ersst
+from pipeline.data.ingest import files_to_store
+from pipeline.data.preprocess import UnitsError, ValueRangeError, sst_units
+from pipeline.data.store import StoreError, open_store, validate_store
+from pipeline.data.synthetic import write_cobe2, write_ersst
 
 RES = 10.0  # an 18 x 36 grid keeps every file tiny
 

@@ -44,7 +44,7 @@ def _task_states(flow_run_id) -> dict[str, str]:
 def test_ingest_rerun_fetches_from_the_download_folder_and_adds_nothing(tiny_workdir):
     from flows.params import IngestParameters
     from flows.pipelines import ingest_flow
-    from pipeline.store import open_store
+    from pipeline.data.store import open_store
 
     params = IngestParameters(store=str(tiny_workdir / "store.zarr"), start="1995-01-01",
                               end="2004-12-01", grid=6.0)

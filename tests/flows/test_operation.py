@@ -54,7 +54,7 @@ def _fire_times(crons: dict[str, str]) -> list[tuple[dt.datetime, str]]:
 def _publish(mirror: Path, now: dt.datetime, served: list) -> None:
     """Put the months before `now`'s month on the mirror (a month is out on the 1st of the
     next), rewriting its one file in place as NOAA does when a month is added."""
-    from pipeline.synthetic import write_layout
+    from pipeline.data.synthetic import write_layout
 
     last = pd.Timestamp(now.replace(tzinfo=None)).to_period("M").to_timestamp() - pd.DateOffset(
         months=1)
@@ -68,9 +68,9 @@ def test_scheduled_flows_run_unattended_through_15_months(prefect_server, tmp_pa
     from flows import operations
     from flows.deployments import parameters
     from flows.verification import FIGURE
-    from pipeline import archive as arch
-    from pipeline.baselines import KINDS
-    from pipeline.store import open_store
+    from pipeline.data.store import open_store
+    from pipeline.evaluation import archive as arch
+    from pipeline.evaluation.baselines import KINDS
 
     mirror = tmp_path / "mirror"
     (tmp_path / "tiny.toml").write_text(tiny_toml(TINY_TRAIN))
@@ -148,8 +148,8 @@ def test_only_transient_io_failures_are_retried():
     import urllib.error
 
     from flows.tasks import transient
-    from pipeline.fetch import CorruptFileError, FetchError, NotFoundError
-    from pipeline.lock import StoreLocked
+    from pipeline.data.fetch import CorruptFileError, FetchError, NotFoundError
+    from pipeline.data.lock import StoreLocked
 
     def http(code):
         return urllib.error.HTTPError("http://x", code, "status", {}, None)
@@ -196,7 +196,7 @@ def test_a_fresh_folder_with_nothing_to_forecast_from_skips_in_one_line(prefect_
     """A source whose mirror holds only a few months: the forecast ingests them, finds too
     little to train on, and ends Completed ("Skipped") with the reason, without retries."""
     from flows import operations
-    from pipeline.synthetic import write_layout
+    from pipeline.data.synthetic import write_layout
 
     write_layout("cobe2", tmp_path / "mirror", "2000-01-01", "2000-06-01", resolution=10.0)
     (tmp_path / "tiny.toml").write_text(tiny_toml(TINY_TRAIN))

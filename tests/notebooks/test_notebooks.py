@@ -51,7 +51,7 @@ def test_notebook_runs_on_small_data(name, tmp_path):
     from nbclient import NotebookClient
 
     if name == "quickstart":
-        pytest.importorskip("pipeline.ingest", reason="the ingest step has not landed")
+        pytest.importorskip("pipeline.data.ingest", reason="the ingest step has not landed")
     book = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     tagged = [c for c in book.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "one cell tagged 'parameters'"

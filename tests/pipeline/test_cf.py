@@ -12,10 +12,10 @@ import xarray as xr
 
 from flows.cli import main
 from pipeline.climatology import TimeStep
-from pipeline.export import export_netcdf, to_climpred
+from pipeline.data.store import FORECAST_FORMAT, open_store, write_store
+from pipeline.data.synthetic import synthetic_dataset
 from pipeline.forecast_store import ForecastWriter, open_forecast
-from pipeline.store import FORECAST_FORMAT, open_store, write_store
-from pipeline.synthetic import synthetic_dataset
+from pipeline.products.export import export_netcdf, to_climpred
 
 TABLES = Path(__file__).resolve().parents[1] / "data" / "cf"
 STANDARD_NAMES = TABLES / "cf-standard-name-table.xml"

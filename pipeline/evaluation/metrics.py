@@ -1,0 +1,325 @@
+"""Forecast scores with WeatherBench 2 conventions (DESIGN.md §3).
+
+Ocean only; area weights proportional to cos(lat), normalised over the valid points of each
+forecast; per lead and region: RMSE, bias, ACC (anomalies against the training-period
+climatology) and skill 1 - RMSE/RMSE_ref against the climatology and anomaly-persistence
+references. As in WeatherBench 2, RMSE is the square root of the issue-time mean of the
+spatially averaged squared error, and ACC is computed per issue time and then averaged.
+
+Array kernels (`lat_weights`, `region_mask`, `weighted_scores`, `aggregate`) come first;
+`evaluate` is the xarray wrapper that writes JSON and CSV.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.climatology import (
+    fit_climatology,
+    ocean_mask,
+    open_sst,
+    seasonal_index,
+    time_step,
+)
+from pipeline.forecast_store import open_forecast
+from pipeline.progress import progress
+
+__all__ = [
+    "BUILT_IN_REFERENCES",
+    "REGIONS",
+    "MetricsResult",
+    "aggregate",
+    "evaluate",
+    "index_correlation",
+    "lat_weights",
+    "region_mask",
+    "weighted_scores",
+]
+
+# name -> (south, north, west, east) in degrees, lon 0..360 (Niño3.4: 170W-120W).
+REGIONS: dict[str, tuple[float, float, float, float]] = {
+    "global": (-90.0, 90.0, 0.0, 360.0),
+    "tropics": (-20.0, 20.0, 0.0, 360.0),
+    "nh": (20.0, 60.0, 0.0, 360.0),
+    "sh": (-60.0, -20.0, 0.0, 360.0),
+    "nino34": (-5.0, 5.0, 190.0, 240.0),
+}
+
+
+def lat_weights(lat: np.ndarray) -> np.ndarray:
+    """cos(lat) per latitude (Y,), unnormalised (normalised later over valid points)."""
+    return np.clip(np.cos(np.deg2rad(np.asarray(lat, dtype=np.float64))), 0.0, None)
+
+
+def region_mask(lat: np.ndarray, lon: np.ndarray, region: str) -> np.ndarray:
+    """(Y, X) bool: grid points inside `region` (a key of REGIONS)."""
+    if region not in REGIONS:
+        raise ValueError(f"region: expected one of {sorted(REGIONS)}, got {region!r}")
+    south, north, west, east = REGIONS[region]
+    lat = np.asarray(lat)[:, None]
+    lon = np.mod(np.asarray(lon), 360.0)[None, :]
+    return (lat >= south) & (lat <= north) & (lon >= west) & (lon <= east)
+
+
+def weighted_scores(
+    forecast: np.ndarray,
+    truth: np.ndarray,
+    weights: np.ndarray,
+    climatology: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-sample area-weighted scores.
+
+    forecast, truth: (N, Y, X); weights: (Y, X) >= 0 (zero outside the region or on land);
+    climatology: (N, Y, X) or None (then `acc` is NaN). Points where forecast or truth is not
+    finite are left out and the weights renormalised per sample. Returns `mse`, `bias`,
+    `acc`, each (N,), NaN for a sample without valid points.
+    """
+    f = np.asarray(forecast, dtype=np.float64)
+    o = np.asarray(truth, dtype=np.float64)
+    if f.shape != o.shape or f.ndim != 3:
+        raise ValueError(
+            f"forecast, truth: expected equal (N, Y, X) shapes, got {f.shape}, {o.shape}"
+        )
+    w = np.broadcast_to(np.asarray(weights, dtype=np.float64), f.shape)
+    ok = np.isfinite(f) & np.isfinite(o) & (w > 0)
+    w = np.where(ok, w, 0.0)
+    total = w.sum((1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = w / total[:, None, None]
+        error = np.where(ok, f - o, 0.0)
+        mse = (w * error**2).sum((1, 2))
+        bias = (w * error).sum((1, 2))
+        mse[total == 0] = np.nan
+        bias[total == 0] = np.nan
+        acc = np.full(len(f), np.nan)
+        if climatology is not None:
+            c = np.asarray(climatology, dtype=np.float64)
+            fa = np.where(ok, f - c, 0.0)
+            oa = np.where(ok, o - c, 0.0)
+            acc = (w * fa * oa).sum((1, 2)) / np.sqrt(
+                (w * fa**2).sum((1, 2)) * (w * oa**2).sum((1, 2))
+            )
+            acc[total == 0] = np.nan
+    return {"mse": mse, "bias": bias, "acc": acc}
+
+
+# The references evaluate() always builds from the truth store and scores itself.
+BUILT_IN_REFERENCES = ("climatology", "persistence")
+
+
+def _member_mean(sst):
+    """The ensemble mean of a forecast's sst when it has a `member` dimension."""
+    return sst.mean("member") if "member" in sst.dims else sst
+
+
+def _scoring_inputs(fc, tr, climatology_start, climatology_end):
+    """What every score of forecast `fc` against truth `tr` needs: a function times ->
+    truth fields (NaN where unobserved), the climatology (season, Y, X), the time step, the
+    ocean area weights (Y, X) and the climatology period."""
+    start = climatology_start or fc.attrs.get("climatology_start")
+    end = climatology_end or fc.attrs.get("climatology_end")
+    if end is None:
+        raise ValueError(
+            "climatology_end: the forecast has no climatology_end attribute; pass the end "
+            "of the training period"
+        )
+    if not (np.array_equal(fc.lat.values, tr.lat.values) and np.array_equal(
+        fc.lon.values, tr.lon.values
+    )):
+        raise ValueError("forecast and truth: expected the same lat/lon grid")
+    step = time_step(tr.time.values)
+    clim = fit_climatology(tr.sst, start=start, end=end)["clim"].values  # (season, Y, X)
+    times = np.concatenate([fc.init_time.values, fc.valid_time.values.ravel()])
+    needed = pd.DatetimeIndex(tr.time.values).intersection(pd.DatetimeIndex(times))
+    observed = tr.sst.sel(time=needed).load()
+
+    def at(times):  # (N,) -> (N, Y, X), NaN where the truth store has no such time
+        return observed.reindex(time=times).values
+
+    weights = lat_weights(tr.lat.values)[:, None] * ocean_mask(clim, tr)
+    return at, clim, step, weights, (start, end)
+
+
+def index_correlation(
+    forecast, truth, *, region: str = "nino34", climatology_start=None, climatology_end=None
+) -> pd.DataFrame:
+    """Correlation over issue times of a regional index, per lead.
+
+    The index is the area-weighted mean anomaly (against the training-period climatology)
+    over the ocean points of `region`; for each lead, the Pearson (centred) correlation of
+    the forecast index with the observed index over the issue times whose valid time is
+    observed. Returns a table with columns lead, r, n.
+    """
+    fc = open_forecast(forecast)
+    tr = open_sst(truth)
+    at, clim, step, weights, _ = _scoring_inputs(fc, tr, climatology_start, climatology_end)
+    weights = weights * region_mask(tr.lat.values, tr.lon.values, region)
+    if weights.sum() == 0:
+        raise ValueError(f"region: {region!r} holds no ocean point of this grid")
+
+    def index(values, normals):  # (N, Y, X) -> (N,)
+        anomaly = values - normals
+        ok = np.isfinite(anomaly) & (weights > 0)
+        w = np.where(ok, weights, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (np.where(ok, anomaly, 0.0) * w).sum((1, 2)) / w.sum((1, 2))
+
+    sst = _member_mean(fc.sst)
+    rows = []
+    for li, lead in enumerate(fc.lead.values):
+        vt = fc.valid_time.values[:, li]
+        normals = clim[seasonal_index(vt, step)]
+        observed = index(at(vt), normals)
+        predicted = index(sst.isel(lead=li).values, normals)
+        ok = np.isfinite(observed) & np.isfinite(predicted)
+        r = np.nan
+        if ok.sum() >= 3 and np.std(predicted[ok]) > 0 and np.std(observed[ok]) > 0:
+            r = float(np.corrcoef(predicted[ok], observed[ok])[0, 1])
+        rows.append({"lead": int(lead), "r": r, "n": int(ok.sum())})
+    return pd.DataFrame(rows)
+
+
+def aggregate(scores: dict[str, np.ndarray]) -> dict[str, float]:
+    """Issue-time mean of per-sample scores: rmse = sqrt(mean mse), bias, acc; n samples."""
+    mse = scores["mse"]
+    n = int(np.isfinite(mse).sum())
+    if n == 0:
+        return {"rmse": np.nan, "bias": np.nan, "acc": np.nan, "n": 0}
+    acc = scores["acc"]
+    return {
+        "rmse": float(np.sqrt(np.nanmean(mse))),
+        "bias": float(np.nanmean(scores["bias"])),
+        "acc": float(np.nanmean(acc)) if np.isfinite(acc).any() else np.nan,
+        "n": n,
+    }
+
+
+@dataclass
+class MetricsResult:
+    """The score table (one row per forecast, region and lead) and where it was written."""
+
+    table: pd.DataFrame
+    json_path: Path
+    csv_path: Path
+    summary: dict = field(default_factory=dict)
+
+
+def evaluate(
+    forecast,
+    truth,
+    out_dir,
+    *,
+    climatology_start=None,
+    climatology_end=None,
+    regions: list[str] | None = None,
+    name: str | None = None,
+    references: dict | None = None,
+) -> MetricsResult:
+    """Score a forecast store against the truth store; write metrics.json and metrics.csv.
+
+    The climatology period defaults to the forecast's `climatology_start/_end` attributes
+    (the training period). The climatology and anomaly-persistence references are built
+    from the truth store itself and scored alongside; `references` (name -> forecast store
+    with the same issue times and leads, e.g. pipeline.evaluation.baselines output) are scored too.
+    """
+    fc = open_forecast(forecast)
+    tr = open_sst(truth)
+    regions = list(regions or REGIONS)
+    for region in regions:
+        region_mask(fc.lat.values, fc.lon.values, region)  # validates the name
+    name = name or str(fc.attrs.get("model", "forecast"))
+    at, clim, step, base_w, (start, end) = _scoring_inputs(
+        fc, tr, climatology_start, climatology_end)
+    inits = fc.init_time.values
+    valid = fc.valid_time.values  # (I, L)
+    weights = {r: base_w * region_mask(tr.lat.values, tr.lon.values, r) for r in regions}
+
+    others = {}
+    for key, store in (references or {}).items():
+        other = open_forecast(store)
+        if not (np.array_equal(other.init_time.values, inits)
+                and np.array_equal(other.lead.values, fc.lead.values)):
+            raise ValueError(f"references[{key!r}]: expected the issue times and leads of "
+                             "the forecast")
+        others[key] = _member_mean(other.sst)
+    init_anomaly = at(inits) - clim[seasonal_index(inits, step)]  # (I, Y, X)
+    rows = []
+    leads = progress(fc.lead.values, desc="evaluate", unit="lead", key="progress-evaluate")
+    for li, lead in enumerate(leads):
+        vt = valid[:, li]
+        truth_l = at(vt)
+        clim_l = clim[seasonal_index(vt, step)]
+        candidates = {
+            name: fc.sst.isel(lead=li).values,
+            "climatology": clim_l,
+            "persistence": clim_l + init_anomaly,
+            **{key: other.isel(lead=li).values for key, other in others.items()
+               if key not in BUILT_IN_REFERENCES},
+        }
+        for region in regions:
+            scored = {
+                key: aggregate(weighted_scores(values, truth_l, weights[region], clim_l))
+                for key, values in candidates.items()
+            }
+            for key, s in scored.items():
+                rows.append(
+                    {
+                        "forecast": key,
+                        "region": region,
+                        "lead": int(lead),
+                        "rmse": s["rmse"],
+                        "bias": s["bias"],
+                        "acc": s["acc"],
+                        "skill_vs_climatology": 1 - s["rmse"] / scored["climatology"]["rmse"],
+                        "skill_vs_persistence": 1 - s["rmse"] / scored["persistence"]["rmse"],
+                        "n_init": s["n"],
+                    }
+                )
+    table = pd.DataFrame(rows)
+    summary = (
+        table.groupby(["forecast", "region"])[
+            ["rmse", "acc", "skill_vs_climatology", "skill_vs_persistence"]
+        ]
+        .mean()
+        .reset_index()
+        .to_dict(orient="records")
+    )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / "metrics.csv"
+    json_path = out_dir / "metrics.json"
+    table.to_csv(csv_path, index=False, float_format="%.6g")
+    payload = {
+        "forecast": name,
+        "run": fc.attrs.get("run"),
+        "climatology_period": [str(start) if start else None, str(end)],
+        "lead_units": fc.lead.attrs.get("units"),
+        "acc_definition": "uncentred anomaly correlation (WeatherBench 2): per issue time "
+        "sum(w f' o') / sqrt(sum(w f'^2) sum(w o'^2)), anomalies against the climatology "
+        "period, cos(lat) weights, spatial means not removed; then the issue-time mean",
+        "summary_mean_over_leads": summary,
+        "rows": json.loads(table.to_json(orient="records")),
+    }
+    # Strict JSON: a score that does not exist (no valid point, as for nino34 on a coarse
+    # grid) is null, never the bare NaN that JSON parsers outside Python reject.
+    json_path.write_text(json.dumps(_json_safe(payload), indent=1, allow_nan=False))
+    return MetricsResult(table=table, json_path=json_path, csv_path=csv_path, summary=summary)
+
+
+
+def _json_safe(value):
+    """`value` with every NaN or infinite float (numpy's too) as None, recursively."""
+    if isinstance(value, dict):
+        return {key: _json_safe(v) for key, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

@@ -1,0 +1,512 @@
+"""Training of the Mechanistic Identifier: AdamW, warmup + cosine schedule, gradient clipping,
+validation with early stopping, checkpoints (periodic and on SIGINT/SIGTERM), exact resume,
+a metrics log (JSON lines) and a progress bar. Runs on CUDA when present, else the CPU, and
+under `torchrun` as DistributedDataParallel (NCCL on GPUs, gloo on CPUs).
+
+A run directory holds:
+    stats.nc       training-period climatology and anomaly std (pipeline.climatology)
+    last.pt        the latest checkpoint (weights, optimiser, data position, RNG state)
+    best.pt        the weights with the lowest validation loss (or the final ones)
+    metrics.jsonl  one JSON object per log line / validation
+Checkpoints hold only tensors and plain values (config as a dict) so they load with
+`torch.load(..., weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import pickle
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from pipeline.climatology import (
+    fit_climatology,
+    ocean_mask,
+    open_sst,
+    seasonal_index,
+    time_step,
+)
+from pipeline.data.store import guard_write
+from pipeline.model.config import Config, config_from_dict
+from pipeline.model.modes import fit_modes
+from pipeline.model.network import MechanisticIdentifier
+from pipeline.model.windows import (
+    BlockBatchSampler,
+    WindowDataset,
+    collate_batch,
+    ocean_locations,
+    plan_splits,
+)
+from smnn import SolveError
+
+__all__ = [
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "default_device",
+    "load_checkpoint",
+    "load_model",
+    "masked_mse",
+    "train",
+]
+
+LAST, BEST, STATS, LOG = "last.pt", "best.pt", "stats.nc", "metrics.jsonl"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradients became non-finite or exploded; the last good checkpoint
+    is kept."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT/SIGTERM arrived; a checkpoint was written and `resume=True` continues."""
+
+
+def default_device() -> torch.device:
+    """CUDA (this process's local device under torchrun) when present, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def masked_mse(prediction, target, mask, weight) -> torch.Tensor:
+    """Weighted mean squared error over valid targets.  prediction, target, mask: (B, H);
+    weight: (B,) area weights (cos lat)."""
+    w = mask.to(prediction.dtype) * weight[:, None].to(prediction.dtype)
+    return (w * (prediction - target.to(prediction.dtype)) ** 2).sum() / w.sum().clamp_min(1e-12)
+
+
+def load_checkpoint(path) -> dict:
+    """A checkpoint dict, loaded safely (weights_only=True) onto the CPU."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (EOFError, pickle.UnpicklingError, RuntimeError, OSError, ValueError) as error:
+        # Truncated or foreign files fail deep in torch with multi-line messages; one line
+        # naming the file is what a user can act on.
+        detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(
+            f"checkpoint {path} is corrupt or truncated ({type(error).__name__}: {detail}); "
+            "delete it, or train again"
+        ) from None
+    if not isinstance(state, dict) or "config" not in state or "model" not in state:
+        raise ValueError(f"checkpoint {path} is not an sstcast checkpoint (no config/model)")
+    return state
+
+
+def load_model(run_dir) -> tuple[MechanisticIdentifier, Config, dict]:
+    """The trained model of a run (best weights, else the latest), its config and checkpoint."""
+    run_dir = Path(run_dir)
+    path = run_dir / BEST if (run_dir / BEST).exists() else run_dir / LAST
+    state = load_checkpoint(path)
+    config = config_from_dict(state["config"], source=str(path))
+    model = MechanisticIdentifier(config.model, config.window)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, config, state
+
+
+def _lr_at(step: int, config: Config, time_fraction: float = 0.0) -> float:
+    """Linear warmup, then cosine decay to min_lr_ratio of the peak at max_steps (or at the
+    end of the time budget, whichever comes first: `time_fraction` of it is spent)."""
+    t = config.train
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    span = max(1, t.max_steps - t.warmup_steps)
+    done = max((step - t.warmup_steps) / span, time_fraction)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+    return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * cosine)
+
+
+def _save(path: Path, payload: dict) -> None:
+    """Write atomically: an interrupted save never leaves a truncated checkpoint."""
+    tmp = path.with_suffix(".tmp")
+    with guard_write(path, partial=tmp):
+        # A file object, not a path: torch then raises the OSError (ENOSPC) of the write
+        # instead of an opaque "inline_container.cc" RuntimeError.
+        with open(tmp, "wb") as handle:
+            torch.save(payload, handle)
+        os.replace(tmp, path)
+
+
+def _trim_log(path: Path, step: int | None) -> None:
+    """Keep the records of steps <= `step` (None: none), so a resumed run does not log the
+    steps after its checkpoint twice; a torn last line is dropped too."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines() if step is not None else []:
+        with contextlib.suppress(ValueError):
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line + "\n")
+    with guard_write(path):
+        path.write_text("".join(kept))
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag checked between steps (main thread only)."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class _Distributed:
+    """Rank and world size; initialises torch.distributed under torchrun."""
+
+    def __init__(self, device: torch.device):
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        self.rank = int(os.environ.get("RANK", 0))
+        self.owns_group = False
+        if self.world > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend=backend)
+            self.owns_group = True
+
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            value = value.clone()
+            torch.distributed.all_reduce(value)
+            value /= self.world
+        return value
+
+    def any_of(self, *values: float) -> list[float]:
+        """Element-wise maximum over ranks, so that every rank takes the same decision
+        (stop on a signal, time budget spent)."""
+        if self.world == 1:
+            return list(values)
+        tensor = torch.tensor(values, dtype=torch.float64)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+        return tensor.tolist()
+
+    def close(self):
+        if self.owns_group:
+            torch.distributed.destroy_process_group()
+
+
+def _validation_indices(n: int, samples: int, seed: int) -> np.ndarray:
+    """A fixed, sorted subset of validation windows (sorted: fewer block reads)."""
+    if n <= samples:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([seed, 7]).choice(n, samples, replace=False))
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def _validate(model, dataset, indices, batch_size, device) -> float:
+    """Weighted masked MSE (normalised units) over the validation windows."""
+    model.eval()
+    total, weight = 0.0, 0.0
+    for s in range(0, len(indices), batch_size):
+        batch = _to(dataset.__getitems__(indices[s : s + batch_size]), device)
+        out = model(batch["context"], batch["covariates"])
+        w = batch["mask"].double() * batch["weight"].double()[:, None]
+        total += float((w * (out.forecast.double() - batch["target"].double()) ** 2).sum())
+        weight += float(w.sum())
+    model.train()
+    return total / max(weight, 1e-12)
+
+
+def _loss(model, batch, align_weight: float):
+    out = model(batch["context"], batch["covariates"])
+    loss = masked_mse(out.forecast, batch["target"], batch["mask"], batch["weight"])
+    if align_weight > 0:
+        # Multi-view alignment: the neighbouring location is a second view of the same
+        # regional dynamics, so its latent should be close.
+        core = getattr(model, "module", model)
+        other = core.encode(batch["neighbour"], batch["covariates"])
+        loss = loss + align_weight * ((out.latent - other) ** 2).mean()
+    return loss
+
+
+def context_modes(ds, stats, end: int, config: Config):
+    """The run's EOFs (pipeline.model.modes) of steps 0..end on the training sub-grid."""
+    clim = stats["clim"].values
+    seasons = seasonal_index(ds.time.values, time_step(ds.time.values))
+    locations = ocean_locations(ocean_mask(clim, ds), stride=config.window.location_stride)
+    sample = np.zeros(clim.shape[1:], bool)
+    sample[locations.iy, locations.ix] = True
+    modes = fit_modes(ds.sst, clim, seasons, end=end, sample=sample,
+                      n_modes=config.model.context_modes)
+    return modes.drop_vars(["lat", "lon"])
+
+
+def train(
+    store,
+    run_dir,
+    *,
+    config: Config | None = None,
+    resume: bool = False,
+    train_end=None,
+    progress: Callable[[float, dict], None] | None = None,
+) -> Path:
+    """See `_train`. A run folder this call created is removed again when training fails
+    before its first checkpoint: without last.pt it can be neither resumed nor used."""
+    run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    try:
+        return _train(store, run_dir, config=config, resume=resume, train_end=train_end,
+                      progress=progress)
+    except BaseException:
+        if created and not (run_dir / LAST).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _train(store, run_dir: Path, *, config, resume, train_end, progress) -> Path:
+    """Train on the store's data at or before `train_end` (default: all of it), holding out
+    the last `config.train.val_steps` steps of that for validation. Returns the path of the
+    checkpoint to forecast with (best validation weights).
+
+    Raises TrainingDiverged (non-finite or exploding loss; `last.pt` is the last good state)
+    and TrainingInterrupted (SIGINT/SIGTERM; `last.pt` written, call again with resume=True).
+    """
+    run_dir = Path(run_dir)
+    last_path = run_dir / LAST
+    state = None
+    if resume and last_path.exists():
+        state = load_checkpoint(last_path)
+        stored = config_from_dict(state["config"], source=str(last_path))
+        if config is not None and config != stored:
+            raise ValueError(
+                f"config: differs from the one of the run being resumed in {run_dir}; "
+                "pass config=None to resume with the stored one"
+            )
+        config = stored
+        train_end = state["train_end"]
+    elif last_path.exists():
+        raise ValueError(
+            f"run_dir: {run_dir} already holds a run (last.pt); pass resume=True to continue "
+            "it or choose a new directory"
+        )
+    config = config or Config()
+    if not isinstance(config, Config):
+        raise TypeError(
+            f"config: expected pipeline.model.config.Config, got {type(config).__name__}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t = config.train
+
+    ds = open_sst(store)
+    train_split, val_split, fit_end = plan_splits(
+        ds.time.values,
+        train_end=train_end,
+        val_steps=t.val_steps,
+        context=config.window.context,
+        stride=config.window.stride,
+    )
+    stats_path = run_dir / STATS
+    if state is not None and stats_path.exists():
+        import xarray as xr
+
+        stats = xr.load_dataset(stats_path)
+    else:
+        stats = fit_climatology(ds.sst, end=fit_end, std_floor=config.window.std_floor)
+        if config.model.context_modes:
+            stats = stats.merge(context_modes(ds, stats, train_split.target_end, config))
+    device = default_device()
+    dist = _Distributed(device)
+    if dist.rank == 0 and not stats_path.exists():
+        with guard_write(stats_path, partial=stats_path):
+            stats.to_netcdf(stats_path)
+    train_data = WindowDataset(store, stats, train_split, config.window)
+    val_data = (
+        WindowDataset(store, stats, val_split, config.window, locations=train_data.locations)
+        if val_split is not None
+        else None
+    )
+    val_idx = (
+        _validation_indices(len(val_data), t.val_samples, t.seed) if val_data else None
+    )
+
+    torch.manual_seed(t.seed)
+    model = MechanisticIdentifier(config.model, config.window).to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    progress_state = {"step": 0, "epoch": 0, "position": 0, "best": math.inf, "bad": 0,
+                      "done": False, "elapsed": 0.0}
+    budget = None if t.max_minutes is None else 60.0 * t.max_minutes
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        progress_state.update(state["progress"])
+        torch.set_rng_state(state["rng"])
+    if dist.rank == 0:
+        _trim_log(run_dir / LOG, None if state is None else progress_state["step"])
+    net = model
+    if dist.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    meta = {
+        "store": str(store) if not hasattr(store, "sst") else "<in-memory dataset>",
+        "train_end": None if train_end is None else str(train_end),
+        "fit_end": str(fit_end.date()),
+        "climatology_start": stats.attrs["start"],
+        "climatology_end": stats.attrs["end"],
+        "train_windows": len(train_data),
+        "val_windows": 0 if val_idx is None else len(val_idx),
+    }
+
+    def checkpoint(path: Path) -> None:
+        if dist.rank == 0:
+            _save(path, {
+                "config": config.model_dump(),
+                "model": model.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "progress": dict(progress_state),
+                "rng": torch.get_rng_state(),
+                "train_end": meta["train_end"],
+                "meta": meta,
+            })
+
+    def log(record: dict) -> None:
+        if dist.rank == 0:
+            with guard_write(run_dir / LOG), open(run_dir / LOG, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    p = progress_state
+    bar = tqdm(total=t.max_steps, initial=p["step"], desc="train", unit="step",
+               disable=None if dist.rank == 0 else True)
+    window_loss, window_samples, window_start = 0.0, 0, time.perf_counter()
+    try:
+        with _StopFlag() as stop:
+            while not p["done"] and p["step"] < t.max_steps:
+                sampler = BlockBatchSampler(
+                    train_data, t.batch_size, seed=t.seed, epoch=p["epoch"],
+                    start=p["position"], rank=dist.rank, world=dist.world,
+                )
+                loader = torch.utils.data.DataLoader(
+                    train_data, batch_sampler=sampler, collate_fn=collate_batch,
+                    num_workers=t.num_workers,
+                )
+                step_start = time.perf_counter()
+                for batch in loader:
+                    batch = _to(batch, device)
+                    time_fraction = 0.0 if budget is None else p["elapsed"] / budget
+                    for group in optimiser.param_groups:
+                        group["lr"] = _lr_at(p["step"], config, time_fraction)
+                    try:
+                        loss = _loss(net, batch, config.model.align_weight)
+                    except SolveError as error:  # the solver refused the decoded system
+                        raise TrainingDiverged(
+                            f"step {p['step']}: the ODE solve failed ({error}); the last good "
+                            f"checkpoint is {last_path}"
+                        ) from error
+                    value = float(dist.mean(loss.detach()))
+                    if not math.isfinite(value) or value > t.max_loss:
+                        raise TrainingDiverged(
+                            f"step {p['step']}: loss {value:.4g} is not finite or above "
+                            f"max_loss={t.max_loss}; the last good checkpoint is {last_path} "
+                            "(lower train.lr or raise train.grad_clip's strictness)"
+                        )
+                    optimiser.zero_grad(set_to_none=True)
+                    loss.backward()
+                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                    if not torch.isfinite(norm):
+                        raise TrainingDiverged(
+                            f"step {p['step']}: gradient norm is {float(norm)}; the last good "
+                            f"checkpoint is {last_path}"
+                        )
+                    optimiser.step()
+                    now = time.perf_counter()
+                    p["elapsed"] += now - step_start
+                    step_start = now
+                    p["step"] += 1
+                    p["position"] += 1
+                    window_loss += value * len(batch["context"])
+                    window_samples += len(batch["context"]) * dist.world
+                    bar.update(1)
+
+                    if p["step"] % t.log_every == 0 or p["step"] == t.max_steps:
+                        elapsed = time.perf_counter() - window_start
+                        record = {
+                            "step": p["step"], "epoch": p["epoch"],
+                            "loss": window_loss * dist.world / max(window_samples, 1),
+                            "lr": optimiser.param_groups[0]["lr"],
+                            "samples_per_s": window_samples / max(elapsed, 1e-9),
+                        }
+                        log(record)
+                        bar.set_postfix(loss=f"{record['loss']:.4f}",
+                                        samples_s=f"{record['samples_per_s']:.0f}")
+                        if progress is not None:
+                            progress(p["step"] / t.max_steps, record)
+                        window_loss, window_samples = 0.0, 0
+                        window_start = time.perf_counter()
+
+                    if val_data is not None and (
+                        p["step"] % t.val_every == 0 or p["step"] == t.max_steps
+                    ):
+                        try:
+                            val_loss = _validate(model, val_data, val_idx, t.batch_size, device)
+                        except SolveError as error:
+                            raise TrainingDiverged(
+                                f"step {p['step']}: the ODE solve failed on the validation "
+                                f"windows ({error}); the last good checkpoint is {last_path}"
+                            ) from error
+                        if not math.isfinite(val_loss):
+                            raise TrainingDiverged(
+                                f"step {p['step']}: validation loss {val_loss:.4g} is not "
+                                f"finite; the last good checkpoint is {last_path}"
+                            )
+                        improved = val_loss < p["best"]
+                        if improved:
+                            p["best"], p["bad"] = val_loss, 0
+                            checkpoint(run_dir / BEST)
+                        else:
+                            p["bad"] += 1
+                        log({"step": p["step"], "val_loss": val_loss, "best": p["best"]})
+                        if p["bad"] >= t.patience:
+                            p["done"] = True  # early stopping
+                    elapsed, signalled = dist.any_of(p["elapsed"], float(stop.signal or 0))
+                    if budget is not None and elapsed >= budget:
+                        p["done"] = True  # time budget spent
+                    if p["step"] % t.checkpoint_every == 0 or p["done"]:
+                        checkpoint(last_path)
+                    if signalled:
+                        checkpoint(last_path)
+                        raise TrainingInterrupted(
+                            f"stopped by signal {signal.Signals(int(signalled)).name} at step "
+                            f"{p['step']}; checkpoint {last_path}; resume=True continues"
+                        )
+                    if p["done"] or p["step"] >= t.max_steps:
+                        break
+                else:
+                    p["epoch"] += 1
+                    p["position"] = 0
+            p["done"] = True
+            checkpoint(last_path)
+            if val_data is None or not (run_dir / BEST).exists():
+                checkpoint(run_dir / BEST)
+    finally:
+        bar.close()
+        with contextlib.suppress(Exception):
+            dist.close()
+    return run_dir / BEST

@@ -1,0 +1,92 @@
+"""Training loop: exact resume, signals, divergence, early stopping, logs."""
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from pipeline.model import train as train_module
+from pipeline.model.train import TrainingDiverged, TrainingInterrupted, load_checkpoint, train
+
+
+def weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(
+    model_store, tmp_path, tiny_config
+):
+    config = tiny_config.model_copy(
+        update={"train": tiny_config.train.model_copy(update={"max_steps": 6})})
+    train(model_store, tmp_path / "whole", config=config)
+
+    def interrupt(fraction, metrics):
+        if metrics["step"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted, match="resume"):
+        train(model_store, tmp_path / "parts", config=config, progress=interrupt)
+    assert load_checkpoint(tmp_path / "parts" / "last.pt")["progress"]["step"] == 3
+    train(model_store, tmp_path / "parts", resume=True)
+
+    a, b = weights(tmp_path / "whole" / "last.pt"), weights(tmp_path / "parts" / "last.pt")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_a_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
+    model_store, tmp_path, tiny_config, monkeypatch
+):
+    calls = {"n": 0}
+    real = train_module.masked_mse
+
+    def poisoned(*args):
+        calls["n"] += 1
+        loss = real(*args)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(train_module, "masked_mse", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"step 2: loss nan.*last\.pt"):
+        train(model_store, tmp_path / "run", config=tiny_config)
+    kept = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert kept["progress"]["step"] == 2
+
+
+def test_training_logs_loss_and_throughput_and_reports_progress(
+    model_store, tmp_path, tiny_config
+):
+    seen = []
+    best = train(model_store, tmp_path / "run", config=tiny_config,
+                 progress=lambda f, m: seen.append(f))
+    assert best.name == "best.pt" and best.exists()
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().split("\n")
+             if x]
+    steps = [x for x in lines if "loss" in x]
+    assert [x["step"] for x in steps] == [1, 2, 3, 4]
+    assert all(x["samples_per_s"] > 0 for x in steps)
+    assert any("val_loss" in x for x in lines)
+    assert seen == [0.25, 0.5, 0.75, 1.0]
+    meta = load_checkpoint(best)["meta"]
+    assert meta["fit_end"] == "1997-12-01"  # 24 validation months held out of 1980-1999
+
+
+def test_early_stopping_ends_a_run_that_stops_improving(model_store, tmp_path, tiny_config):
+    config = tiny_config.model_copy(update={"train": tiny_config.train.model_copy(
+        update={"lr": 1e-12, "val_every": 1, "patience": 1, "max_steps": 50})})
+    train(model_store, tmp_path / "run", config=config)
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["progress"]["step"] < 5
+
+
+def test_a_new_run_refuses_to_overwrite_an_existing_one(model_store, tmp_path, tiny_config):
+    train(model_store, tmp_path / "run", config=tiny_config)
+    with pytest.raises(ValueError, match="resume=True"):
+        train(model_store, tmp_path / "run", config=tiny_config)
+
+
+def test_checkpoints_load_with_weights_only(model_store, tmp_path, tiny_config):
+    train(model_store, tmp_path / "run", config=tiny_config)
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert state["config"]["model"]["latent_dim"] == 4

@@ -21,7 +21,8 @@ import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.evaluation.metrics import lat_weights, weighted_scores  # noqa: E402
+from pipeline.evaluation.metrics import weighted_scores
+from pipeline.regions import lat_weights  # noqa: E402
 
 
 def main(argv=None) -> int:

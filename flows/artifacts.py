@@ -31,6 +31,8 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE
 
+from pipeline.regions import REGIONS
+
 REPORT_KEY = "forecast-report"
 SCORES_KEY = "forecast-scores"
 REPORT_LEADS = (1, 3, 6, 12, 24, 48)  # leads shown in the report's tables
@@ -66,9 +68,6 @@ COLUMNS = {  # scores-table column -> header
     "bias": "Bias [°C]",
     "n_init": "Issues",
 }
-SHORT_REGION_NAMES = {"global": "global", "nino34": "Niño3.4"}
-REGION_NAMES = {"global": "global ocean", "nino34": "Niño3.4", "tropics": "tropics",
-                "nh": "N. extratropics", "sh": "S. extratropics"}
 
 
 @dataclass
@@ -146,7 +145,7 @@ def scores_table(rows: list[dict], *, lead_units: str = "months",
             if column == "forecast":
                 value = _display(value)
             elif column == "region":
-                value = SHORT_REGION_NAMES.get(value, value)
+                value = REGIONS[value].short if value in REGIONS else value
             elif column == "lead":
                 header = f"Lead [{lead_units}]"
                 value = int(value)
@@ -274,7 +273,7 @@ def scores_section(context: ReportContext) -> list[str]:
               "and leads: the `forecast-scores` table and the metrics files below.", ""]
     for region in SCORE_REGIONS:
         if any(r["region"] == region for r in rows):
-            name = REGION_NAMES.get(region, region)
+            name = REGIONS[region].label if region in REGIONS else region
             parts += [f"### {name[0].upper() + name[1:]}", "",
                       metrics_markdown(rows, region=region, lead_units=context.lead_units), ""]
     return parts

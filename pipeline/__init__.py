@@ -6,5 +6,5 @@
 - `pipeline.products`: maps and exports for people and other tools.
 
 The contracts all of them share sit at the top: `climatology` (time step, seasons, the
-climatology fit, the ocean mask), `forecast_store` (the forecast store's layout), `cf` (CF
-metadata) and `progress`. Never imports prefect."""
+climatology fit, the ocean mask), `forecast_store` (the forecast store's layout), `regions`
+(the regions table and area weights), `cf` (CF metadata) and `progress`. Never imports prefect."""

@@ -39,8 +39,8 @@ from pipeline.climatology import (
     seasonal_index,
     time_step,
 )
-from pipeline.evaluation.metrics import lat_weights
 from pipeline.forecast_store import ForecastWriter, valid_times
+from pipeline.regions import lat_weights
 
 __all__ = [
     "BASELINES",

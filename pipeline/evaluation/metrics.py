@@ -6,7 +6,8 @@ climatology) and skill 1 - RMSE/RMSE_ref against the climatology and anomaly-per
 references. As in WeatherBench 2, RMSE is the square root of the issue-time mean of the
 spatially averaged squared error, and ACC is computed per issue time and then averaged.
 
-Array kernels (`lat_weights`, `region_mask`, `weighted_scores`, `aggregate`) come first;
+Array kernels (`weighted_scores`, `aggregate`) come first (regions and area weights are
+`pipeline.regions`);
 `evaluate` is the xarray wrapper that writes JSON and CSV.
 """
 
@@ -28,43 +29,16 @@ from pipeline.climatology import (
 )
 from pipeline.forecast_store import open_forecast
 from pipeline.progress import progress
+from pipeline.regions import REGIONS, lat_weights, region_mask
 
 __all__ = [
     "BUILT_IN_REFERENCES",
-    "REGIONS",
     "MetricsResult",
     "aggregate",
     "evaluate",
     "index_correlation",
-    "lat_weights",
-    "region_mask",
     "weighted_scores",
 ]
-
-# name -> (south, north, west, east) in degrees, lon 0..360 (Niño3.4: 170W-120W).
-REGIONS: dict[str, tuple[float, float, float, float]] = {
-    "global": (-90.0, 90.0, 0.0, 360.0),
-    "tropics": (-20.0, 20.0, 0.0, 360.0),
-    "nh": (20.0, 60.0, 0.0, 360.0),
-    "sh": (-60.0, -20.0, 0.0, 360.0),
-    "nino34": (-5.0, 5.0, 190.0, 240.0),
-}
-
-
-def lat_weights(lat: np.ndarray) -> np.ndarray:
-    """cos(lat) per latitude (Y,), unnormalised (normalised later over valid points)."""
-    return np.clip(np.cos(np.deg2rad(np.asarray(lat, dtype=np.float64))), 0.0, None)
-
-
-def region_mask(lat: np.ndarray, lon: np.ndarray, region: str) -> np.ndarray:
-    """(Y, X) bool: grid points inside `region` (a key of REGIONS)."""
-    if region not in REGIONS:
-        raise ValueError(f"region: expected one of {sorted(REGIONS)}, got {region!r}")
-    south, north, west, east = REGIONS[region]
-    lat = np.asarray(lat)[:, None]
-    lon = np.mod(np.asarray(lon), 360.0)[None, :]
-    return (lat >= south) & (lat <= north) & (lon >= west) & (lon <= east)
-
 
 def weighted_scores(
     forecast: np.ndarray,

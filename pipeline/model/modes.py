@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from pipeline.evaluation.metrics import lat_weights
+from pipeline.regions import lat_weights
 
 __all__ = ["TENDENCY_LAG", "fit_modes", "mode_features", "project"]
 

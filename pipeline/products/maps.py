@@ -33,10 +33,10 @@ from matplotlib import colors
 from matplotlib import dates as mdates
 from matplotlib.figure import Figure
 
-from pipeline.evaluation.metrics import REGIONS
+from pipeline.regions import REGIONS, lat_weights
 
 UNITS = "°C"
-_SOUTH, _NORTH, _WEST, _EAST = REGIONS["nino34"]
+_SOUTH, _NORTH, _WEST, _EAST = REGIONS["nino34"][:4]
 NINO34 = {"lat": (_SOUTH, _NORTH), "lon": (_WEST, _EAST)}  # 0..360 longitudes
 LAND_COLOUR = "#d9d4c7"
 BUNDLED_DATA = Path(__file__).parent / "map_data" / "cartopy"  # a cartopy-style data dir
@@ -659,7 +659,7 @@ def _box_text() -> str:
 def nino34_index(sst: xr.DataArray, climatology: xr.DataArray | None = None,
                  time_dim: str = "time") -> xr.DataArray:
     """Area-weighted (cos lat) mean over ocean in the Niño3.4 box (`NINO34`, from
-    `pipeline.evaluation.metrics.REGIONS`).
+    `pipeline.regions.REGIONS`).
 
     `sst` has dims (..., lat, lon) with longitudes 0..360; with a (month, lat, lon)
     `climatology` the index is an anomaly, the month taken from coordinate `time_dim`.
@@ -672,7 +672,8 @@ def nino34_index(sst: xr.DataArray, climatology: xr.DataArray | None = None,
         months = box[time_dim].dt.month
         clim = climatology.sel(lat=box["lat"], lon=box["lon"]).sel(month=months)
         box = box - clim.drop_vars("month")
-    weights = np.cos(np.deg2rad(box["lat"])) * xr.ones_like(box["lon"], dtype=float)
+    weights = xr.DataArray(lat_weights(box["lat"].values), coords={"lat": box["lat"]})
+    weights = weights * xr.ones_like(box["lon"], dtype=float)
     weights = weights.where(np.isfinite(box))
     return (box * weights).sum(("lat", "lon")) / weights.sum(("lat", "lon"))
 
@@ -747,10 +748,12 @@ _METRIC_LABELS = {
     "skill_vs_climatology": "RMSE skill vs climatology",
     "skill_vs_persistence": "RMSE skill vs persistence",
 }
-_REGION_NAMES = {"global": "global ocean", "nino34": "Niño3.4", "tropics": "tropics",
-                 "nh": "northern extratropics", "sh": "southern extratropics"}
 # Why a reference forecast has no value of a metric (instead of silently no line).
 _UNDEFINED = {("climatology", "acc"): "climatology: no ACC (its anomaly is zero)"}
+
+
+def _region_label(name: str) -> str:
+    return REGIONS[name].label if name in REGIONS else name
 
 
 def _style(name: str, order: int) -> dict:
@@ -816,10 +819,10 @@ def skill_vs_lead(
             if metric == "n_init":
                 ax.set_ylabel("issue times scored")
                 ax.set_ylim(bottom=0)
-                ax.set_title(f"sample size, {_REGION_NAMES.get(name, name)}", fontsize=10)
+                ax.set_title(f"sample size, {_region_label(name)}", fontsize=10)
             else:
                 ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
-                ax.set_title(f"{metric.upper()}, {_REGION_NAMES.get(name, name)}", fontsize=10)
+                ax.set_title(f"{metric.upper()}, {_region_label(name)}", fontsize=10)
             if notes:
                 ax.text(0.03, 0.03, "\n".join(notes), transform=ax.transAxes, fontsize=7,
                         color="0.3", va="bottom")

@@ -6,13 +6,8 @@ import numpy as np
 import pytest
 
 from pipeline.evaluation.baselines import baseline_forecast
-from pipeline.evaluation.metrics import (
-    aggregate,
-    evaluate,
-    lat_weights,
-    region_mask,
-    weighted_scores,
-)
+from pipeline.evaluation.metrics import aggregate, evaluate, weighted_scores
+from pipeline.regions import lat_weights, region_mask
 
 
 @pytest.fixture

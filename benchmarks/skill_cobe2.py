@@ -40,7 +40,8 @@ from pipeline.evaluation.baselines import KINDS, baseline_forecast  # noqa: E402
 from pipeline.evaluation.metrics import evaluate, index_correlation  # noqa: E402
 from pipeline.model.config import config_from_dict, load_config, preset  # noqa: E402
 from pipeline.model.forecast import hindcast  # noqa: E402
-from pipeline.model.train import default_device, load_model, masked_mse, train  # noqa: E402
+from pipeline.model.run import default_device, load_model  # noqa: E402
+from pipeline.model.train import masked_mse, train  # noqa: E402
 
 LEADS_SHOWN = [1, 2, 3, 6, 9, 12, 18, 24, 36, 48]
 NINO_LEADS = (3, 6, 12)

@@ -154,7 +154,7 @@ def _config(config: str):
 
 
 def _trained(folder: Path) -> bool:
-    from pipeline.model.train import BEST
+    from pipeline.model.run import BEST
 
     return (folder / BEST).is_file()
 
@@ -208,7 +208,7 @@ def _last_step(run_dir: str, default: float) -> float:
     """The last optimiser step in the training log (early stopping ends between logs)."""
     import json
 
-    from pipeline.model.train import LOG
+    from pipeline.model.run import LOG
 
     try:
         lines = Path(run_dir, LOG).read_text().splitlines()
@@ -317,7 +317,7 @@ def readiness(store: str, run_dir: str, config: str, training: bool = False) -> 
     than the trained run's context, or (`training`, or no trained run yet) too few steps to
     train on with `config`."""
     from pipeline.data.store import open_store, store_exists
-    from pipeline.model.train import BEST, load_checkpoint
+    from pipeline.model.run import BEST, load_checkpoint
     from pipeline.model.windows import plan_splits
 
     if not store_exists(store):

@@ -22,7 +22,7 @@ from pipeline.climatology import ocean_mask, open_sst, seasonal_index, time_step
 from pipeline.data.store import check_writable
 from pipeline.forecast_store import ForecastWriter
 from pipeline.model.modes import TENDENCY_LAG, mode_features, project
-from pipeline.model.train import STATS, default_device, load_model
+from pipeline.model.run import STATS, default_device, load_model
 from pipeline.model.windows import covariates, normalised_anomalies, ocean_locations
 from pipeline.progress import Progress
 from smnn import SolveError

@@ -3,13 +3,7 @@ validation with early stopping, checkpoints (periodic and on SIGINT/SIGTERM), ex
 a metrics log (JSON lines) and a progress bar. Runs on CUDA when present, else the CPU, and
 under `torchrun` as DistributedDataParallel (NCCL on GPUs, gloo on CPUs).
 
-A run directory holds:
-    stats.nc       training-period climatology and anomaly std (pipeline.climatology)
-    last.pt        the latest checkpoint (weights, optimiser, data position, RNG state)
-    best.pt        the weights with the lowest validation loss (or the final ones)
-    metrics.jsonl  one JSON object per log line / validation
-Checkpoints hold only tensors and plain values (config as a dict) so they load with
-`torch.load(..., weights_only=True)`.
+What a run directory holds, and how it is read back, is `pipeline.model.run`.
 """
 
 from __future__ import annotations
@@ -18,7 +12,6 @@ import contextlib
 import json
 import math
 import os
-import pickle
 import shutil
 import signal
 import threading
@@ -41,6 +34,7 @@ from pipeline.data.store import guard_write
 from pipeline.model.config import Config, config_from_dict
 from pipeline.model.modes import fit_modes
 from pipeline.model.network import MechanisticIdentifier
+from pipeline.model.run import BEST, LAST, LOG, STATS, default_device, load_checkpoint
 from pipeline.model.windows import (
     BlockBatchSampler,
     WindowDataset,
@@ -50,18 +44,7 @@ from pipeline.model.windows import (
 )
 from smnn import SolveError
 
-__all__ = [
-    "TrainingDiverged",
-    "TrainingInterrupted",
-    "default_device",
-    "load_checkpoint",
-    "load_model",
-    "masked_mse",
-    "train",
-]
-
-LAST, BEST, STATS, LOG = "last.pt", "best.pt", "stats.nc", "metrics.jsonl"
-
+__all__ = ["TrainingDiverged", "TrainingInterrupted", "masked_mse", "train"]
 
 class TrainingDiverged(RuntimeError):
     """The loss or the gradients became non-finite or exploded; the last good checkpoint
@@ -72,50 +55,11 @@ class TrainingInterrupted(RuntimeError):
     """SIGINT/SIGTERM arrived; a checkpoint was written and `resume=True` continues."""
 
 
-def default_device() -> torch.device:
-    """CUDA (this process's local device under torchrun) when present, else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cpu")
-
-
 def masked_mse(prediction, target, mask, weight) -> torch.Tensor:
     """Weighted mean squared error over valid targets.  prediction, target, mask: (B, H);
     weight: (B,) area weights (cos lat)."""
     w = mask.to(prediction.dtype) * weight[:, None].to(prediction.dtype)
     return (w * (prediction - target.to(prediction.dtype)) ** 2).sum() / w.sum().clamp_min(1e-12)
-
-
-def load_checkpoint(path) -> dict:
-    """A checkpoint dict, loaded safely (weights_only=True) onto the CPU."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (EOFError, pickle.UnpicklingError, RuntimeError, OSError, ValueError) as error:
-        # Truncated or foreign files fail deep in torch with multi-line messages; one line
-        # naming the file is what a user can act on.
-        detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ValueError(
-            f"checkpoint {path} is corrupt or truncated ({type(error).__name__}: {detail}); "
-            "delete it, or train again"
-        ) from None
-    if not isinstance(state, dict) or "config" not in state or "model" not in state:
-        raise ValueError(f"checkpoint {path} is not an sstcast checkpoint (no config/model)")
-    return state
-
-
-def load_model(run_dir) -> tuple[MechanisticIdentifier, Config, dict]:
-    """The trained model of a run (best weights, else the latest), its config and checkpoint."""
-    run_dir = Path(run_dir)
-    path = run_dir / BEST if (run_dir / BEST).exists() else run_dir / LAST
-    state = load_checkpoint(path)
-    config = config_from_dict(state["config"], source=str(path))
-    model = MechanisticIdentifier(config.model, config.window)
-    model.load_state_dict(state["model"])
-    model.eval()
-    return model, config, state
 
 
 def _lr_at(step: int, config: Config, time_fraction: float = 0.0) -> float:

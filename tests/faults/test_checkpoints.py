@@ -5,7 +5,7 @@ import pickle
 import pytest
 
 from flows.cli import main
-from pipeline.model.train import LAST, load_checkpoint, load_model
+from pipeline.model.run import LAST, load_checkpoint, load_model
 
 
 def _variants(good: bytes) -> dict[str, bytes]:

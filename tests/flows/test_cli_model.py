@@ -37,7 +37,7 @@ def test_train_uses_only_data_up_to_train_end(model_store, tmp_path, capsys):
     assert capsys.readouterr().out.strip().endswith("best.pt")
     log = (tmp_path / "run" / "metrics.jsonl").read_text()
     assert '"step": 1' in log
-    from pipeline.model.train import load_checkpoint
+    from pipeline.model.run import load_checkpoint
 
     assert load_checkpoint(tmp_path / "run" / "last.pt")["meta"]["fit_end"] == "1989-12-01"
 

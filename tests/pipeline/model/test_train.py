@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from pipeline.model import train as train_module
-from pipeline.model.train import TrainingDiverged, TrainingInterrupted, load_checkpoint, train
+from pipeline.model.run import load_checkpoint
+from pipeline.model.train import TrainingDiverged, TrainingInterrupted, train
 
 
 def weights(path):

@@ -46,7 +46,7 @@ def test_two_cpu_processes_train_one_model(model_store, tmp_path, tiny_config):
         pytest.fail(f"torchrun did not finish in 300 s:\n{stderr[-3000:]}")
     done = subprocess.CompletedProcess(launcher.args, launcher.returncode, stdout, stderr)
     assert done.returncode == 0, done.stderr[-3000:]
-    from pipeline.model.train import load_checkpoint
+    from pipeline.model.run import load_checkpoint
 
     state = load_checkpoint(tmp_path / "run" / "last.pt")
     assert state["progress"]["step"] == 2

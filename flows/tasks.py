@@ -127,14 +127,6 @@ def store_task(files: list[str], source: str, store: str, grid: float | None,
     return _plain(result)
 
 
-@task(name="describe-store", cache_policy=NONE)
-def describe_task(store: str) -> str:
-    """One-paragraph description of a store (time span, grid, provenance)."""
-    from pipeline.data.store import describe
-
-    return describe(store)
-
-
 @task(name="latest-time", **_IO)
 def latest_time_task(store: str) -> dt.date:
     """The last time step of a store (the default issue time)."""

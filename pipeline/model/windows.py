@@ -59,10 +59,6 @@ class Split:
     stride: int
     target_end: int
 
-    @property
-    def issues(self) -> np.ndarray:
-        return np.arange(self.first, self.last + 1, self.stride)
-
     def __len__(self) -> int:
         return max(0, (self.last - self.first) // self.stride + 1)
 
@@ -295,8 +291,6 @@ class BlockBatchSampler(torch.utils.data.Sampler):
     time, permutes all windows of a group and cuts batches of `batch_size`. `start` skips
     the first batches of the first epoch without reading data (resume). Under data parallel
     training rank r of `world` takes every world-th element of each batch.
-    `samples_per_epoch` (optional) keeps a random subset of each group's windows, so that an
-    epoch visits all locations with fewer issue times each.
     """
 
     def __init__(
@@ -308,7 +302,6 @@ class BlockBatchSampler(torch.utils.data.Sampler):
         epoch: int = 0,
         start: int = 0,
         mix_blocks: int = 16,
-        samples_per_epoch: int | None = None,
         rank: int = 0,
         world: int = 1,
     ):
@@ -316,9 +309,6 @@ class BlockBatchSampler(torch.utils.data.Sampler):
         self.batch_size = batch_size
         self.seed, self.epoch, self.start = seed, epoch, start
         self.mix_blocks = mix_blocks
-        self.fraction = (
-            1.0 if samples_per_epoch is None else min(1.0, samples_per_epoch / len(dataset))
-        )
         self.rank, self.world = rank, world
 
     def epoch_batches(self, epoch: int):
@@ -334,8 +324,6 @@ class BlockBatchSampler(torch.utils.data.Sampler):
                 [np.arange(locs.block_starts[b], locs.block_starts[b + 1]) for b in group]
             )
             idx = (loc[:, None] * n_issues + np.arange(n_issues)).ravel()
-            if self.fraction < 1.0:
-                idx = idx[rng.random(len(idx)) < self.fraction]
             idx = np.concatenate([pending, rng.permutation(idx)])
             full = len(idx) // self.batch_size * self.batch_size
             for s in range(0, full, self.batch_size):
@@ -352,5 +340,4 @@ class BlockBatchSampler(torch.utils.data.Sampler):
             yield batch[self.rank :: self.world].tolist()
 
     def __len__(self) -> int:
-        n = int(round(len(self.dataset) * self.fraction))
-        return max(0, -(-n // self.batch_size) - self.start)
+        return max(0, -(-len(self.dataset) // self.batch_size) - self.start)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipeline.data.store import open_store
+from pipeline.data.store import TIME_STEP, open_store
 
 __all__ = [
     "TimeStep",
@@ -24,6 +24,7 @@ __all__ = [
     "ocean_mask",
     "open_sst",
     "seasonal_index",
+    "store_time_step",
     "time_step",
 ]
 
@@ -70,6 +71,24 @@ def time_step(times) -> TimeStep:
     return TimeStep("days", max(1, round(days)))
 
 
+def store_time_step(ds: xr.Dataset) -> TimeStep:
+    """The step of a store's time axis as the store records it (its `sstcast_time_step`
+    attribute, a pandas frequency written at ingest); inferred from the times only for a
+    dataset without one (in memory, or a store written by another tool)."""
+    frequency = ds.attrs.get(TIME_STEP)
+    if frequency:
+        offset = pd.tseries.frequencies.to_offset(frequency)
+        if isinstance(offset, pd.offsets.MonthBegin | pd.offsets.MonthEnd):
+            return TimeStep("months", offset.n)
+        if isinstance(offset, pd.offsets.Week):
+            return TimeStep("weeks", offset.n)
+        if isinstance(offset, pd.offsets.Tick):
+            days = pd.Timedelta(offset).days
+            if days >= 1:
+                return TimeStep("weeks", days // 7) if days % 7 == 0 else TimeStep("days", days)
+    return time_step(ds.time.values)
+
+
 def n_seasons(step: TimeStep) -> int:
     """Climatology bins per year: 12 for monthly data, 52 for weekly or daily data."""
     return 12 if step.units == "months" else 52
@@ -86,7 +105,7 @@ def seasonal_index(times, step: TimeStep) -> np.ndarray:
 
 
 def open_sst(store) -> xr.Dataset:
-    """A canonical dataset (DESIGN.md §3) from an `xr.Dataset` or a store path/URL (lazy)."""
+    """A canonical dataset (docs/design.md §3) from an `xr.Dataset` or a store path/URL (lazy)."""
     if isinstance(store, xr.Dataset):
         ds = store
     else:
@@ -99,19 +118,20 @@ def open_sst(store) -> xr.Dataset:
 
 
 def fit_climatology(
-    sst: xr.DataArray, *, end, start=None, std_floor: float = 0.1
+    sst: xr.DataArray, *, end, start=None, std_floor: float = 0.1, step: TimeStep | None = None
 ) -> xr.Dataset:
     """Seasonal climatology and anomaly std of `sst` (time, lat, lon) over [start, end].
 
     Returns a Dataset with `clim` (season, lat, lon) and `std` (lat, lon), float32, with
     attributes `start`, `end`, `units` of the time step; `std` is at least `std_floor` so
     that normalising near-constant series (sea ice) stays bounded. Computed lazily through
-    dask when the input is lazy, so the store is never loaded whole.
+    dask when the input is lazy, so the store is never loaded whole. `step`: the store's
+    (`store_time_step`), inferred from `sst`'s times when not given.
     """
     period = sst.sel(time=slice(start, end))
     if period.sizes["time"] == 0:
         raise ValueError(f"fit_climatology: no data between start={start} and end={end}")
-    step = time_step(sst.time.values)
+    step = step or time_step(sst.time.values)
     bins = n_seasons(step)
     season = xr.DataArray(seasonal_index(period.time.values, step), dims="time", name="season")
     period = period.assign_coords(season=season)

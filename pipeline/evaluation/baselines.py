@@ -37,7 +37,7 @@ from pipeline.climatology import (
     ocean_mask,
     open_sst,
     seasonal_index,
-    time_step,
+    store_time_step,
 )
 from pipeline.forecast_store import ForecastWriter, valid_times
 from pipeline.regions import lat_weights
@@ -271,14 +271,14 @@ def baseline_forecast(
     """
     baseline = make_baseline(kind, **(options or {}))
     ds = open_sst(store)
-    step = time_step(ds.time.values)
+    step = store_time_step(ds)
     lead_values = np.arange(1, leads + 1) if isinstance(leads, int) else np.asarray(leads)
     times = pd.DatetimeIndex(ds.time.values)
     inits = pd.DatetimeIndex(np.atleast_1d(inits))
     missing = inits.difference(times)
     if len(missing):
         raise ValueError(f"inits: not in the store's time axis: {[str(t) for t in missing]}")
-    stats = fit_climatology(ds.sst, start=train_start, end=train_end)
+    stats = fit_climatology(ds.sst, start=train_start, end=train_end, step=step)
     clim = stats["clim"].values  # (season, Y, X)
     weights = lat_weights(ds.lat.values)[:, None] * ocean_mask(clim, ds)
     seasons = seasonal_index(times.values, step)

@@ -1,4 +1,4 @@
-"""Forecast scores with WeatherBench 2 conventions (DESIGN.md §3).
+"""Forecast scores with WeatherBench 2 conventions (docs/design.md §3).
 
 Ocean only; area weights proportional to cos(lat), normalised over the valid points of each
 forecast; per lead and region: RMSE, bias, ACC (anomalies against the training-period
@@ -25,7 +25,7 @@ from pipeline.climatology import (
     ocean_mask,
     open_sst,
     seasonal_index,
-    time_step,
+    store_time_step,
 )
 from pipeline.forecast_store import open_forecast
 from pipeline.progress import progress
@@ -106,8 +106,8 @@ def _scoring_inputs(fc, tr, climatology_start, climatology_end):
         fc.lon.values, tr.lon.values
     )):
         raise ValueError("forecast and truth: expected the same lat/lon grid")
-    step = time_step(tr.time.values)
-    clim = fit_climatology(tr.sst, start=start, end=end)["clim"].values  # (season, Y, X)
+    step = store_time_step(tr)
+    clim = fit_climatology(tr.sst, start=start, end=end, step=step)["clim"].values  # (season, Y, X)
     times = np.concatenate([fc.init_time.values, fc.valid_time.values.ravel()])
     needed = pd.DatetimeIndex(tr.time.values).intersection(pd.DatetimeIndex(times))
     observed = tr.sst.sel(time=needed).load()

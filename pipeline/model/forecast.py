@@ -18,9 +18,9 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from pipeline.climatology import ocean_mask, open_sst, seasonal_index, time_step
+from pipeline.climatology import ocean_mask, open_sst, seasonal_index, store_time_step
 from pipeline.data.store import check_writable
-from pipeline.forecast_store import ForecastWriter
+from pipeline.forecast_store import ForecastWriter, valid_times
 from pipeline.model.modes import TENDENCY_LAG, mode_features, project
 from pipeline.model.run import STATS, default_device, load_model
 from pipeline.model.windows import covariates, normalised_anomalies, ocean_locations
@@ -82,7 +82,7 @@ class _Runner:
         self.amplitude_std = stats["amplitude_std"].values if "eof" in stats else None
         self.ds = open_sst(store)
         self.times = self.ds.time.values
-        self.step = time_step(self.times)
+        self.step = store_time_step(self.ds)
         self.seasons = seasonal_index(self.times, self.step)
         ocean = ocean_mask(self.clim, self.ds)
         if self.clim.shape[1:] != ocean.shape or ocean.shape != (
@@ -193,8 +193,7 @@ def hindcast(
             group = issues[g : g + inits_per_pass]
             values = np.full((len(group), *shape), np.nan, np.float32)
             valid_seasons = seasonal_index(
-                np.stack([runner.step.add(runner.times[group], int(n)) for n in lead_values],
-                         axis=1), runner.step)  # (I, L)
+                valid_times(runner.times[group], lead_values, runner.step), runner.step)  # (I, L)
             for iy, ix, out_block in runner.blocks(group):
                 anomaly = out_block["forecast"][:, :, lead_values - 1]  # (I, n, L)
                 clim = runner.clim[:, iy, ix][valid_seasons]  # (I, L, n)

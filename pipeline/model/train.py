@@ -28,7 +28,7 @@ from pipeline.climatology import (
     ocean_mask,
     open_sst,
     seasonal_index,
-    time_step,
+    store_time_step,
 )
 from pipeline.data.store import guard_write
 from pipeline.model.config import Config, config_from_dict
@@ -194,7 +194,7 @@ def _loss(model, batch, align_weight: float):
 def context_modes(ds, stats, end: int, config: Config):
     """The run's EOFs (pipeline.model.modes) of steps 0..end on the training sub-grid."""
     clim = stats["clim"].values
-    seasons = seasonal_index(ds.time.values, time_step(ds.time.values))
+    seasons = seasonal_index(ds.time.values, store_time_step(ds))
     locations = ocean_locations(ocean_mask(clim, ds), stride=config.window.location_stride)
     sample = np.zeros(clim.shape[1:], bool)
     sample[locations.iy, locations.ix] = True
@@ -272,7 +272,8 @@ def _train(store, run_dir: Path, *, config, resume, train_end, progress) -> Path
 
         stats = xr.load_dataset(stats_path)
     else:
-        stats = fit_climatology(ds.sst, end=fit_end, std_floor=config.window.std_floor)
+        stats = fit_climatology(ds.sst, end=fit_end, std_floor=config.window.std_floor,
+                                step=store_time_step(ds))
         if config.model.context_modes:
             stats = stats.merge(context_modes(ds, stats, train_split.target_end, config))
     device = default_device()

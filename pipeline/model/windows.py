@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from pipeline.climatology import ocean_mask, open_sst, seasonal_index, time_step
+from pipeline.climatology import ocean_mask, open_sst, seasonal_index, store_time_step
 from pipeline.model.config import WindowConfig
 from pipeline.model.modes import mode_features, project
 
@@ -179,7 +179,7 @@ class WindowDataset(torch.utils.data.Dataset):
         self.lat = ds.lat.values
         self.lon = ds.lon.values
         self.times = ds.time.values
-        self.step = time_step(self.times)
+        self.step = store_time_step(ds)
         self.seasons = seasonal_index(self.times, self.step)
         ocean = ocean_mask(self.clim, ds)
         self.ocean = ocean

@@ -1,4 +1,4 @@
-"""sstcast library, in rooms by role (see DESIGN.md §1 for the import rule):
+"""sstcast library, in rooms by role (see docs/design.md §1 for the import rule):
 
 - `pipeline.data`: SST sources, download, preprocessing, ingest and the SST store;
 - `pipeline.model`: the S-MNN model: config, network, windows, modes, training, forecasting;

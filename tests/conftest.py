@@ -9,7 +9,7 @@ import xarray as xr
 
 
 def ar1_sst(start="1980-01", end="1999-12", *, ny=6, nx=8, phi=0.8, seed=0) -> xr.Dataset:
-    """A small canonical SST dataset (DESIGN.md §3) with known statistics: a latitude-
+    """A small canonical SST dataset (docs/design.md §3) with known statistics: a latitude-
     dependent mean, a hemispheric seasonal cycle of 3 °C and AR(1) anomalies with lag-one
     coefficient `phi` and innovation std 0.3 °C; two land points (NaN, mask False)."""
     rng = np.random.default_rng(seed)

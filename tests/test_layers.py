@@ -1,4 +1,4 @@
-"""The import rule of DESIGN.md §1: smnn -> pipeline -> flows, prefect only in flows; inside
+"""The import rule of docs/design.md §1: smnn -> pipeline -> flows, prefect only in flows; inside
 pipeline, data <- model, evaluation <- products (the rooms by role)."""
 
 import ast

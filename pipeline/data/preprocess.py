@@ -1,4 +1,4 @@
-"""Lazy (dask) preprocessing from a product's files to the canonical form of DESIGN.md §3.
+"""Lazy (dask) preprocessing from a product's files to the canonical form of docs/design.md §3.
 
 Kernels work on xarray objects backed by dask and never load a whole product: opening is by
 file with small chunks, and every step below is elementwise or a reduction over small blocks.

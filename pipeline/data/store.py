@@ -1,6 +1,6 @@
 """The canonical SST store: zarr v3 on any fsspec URL, appended along time, safe against crashes.
 
-Layout (DESIGN.md §3): `sst` float32 °C (time, lat, lon), lat ascending, lon 0..360, land NaN;
+Layout (docs/design.md §3): `sst` float32 °C (time, lat, lon), lat ascending, lon 0..360, land NaN;
 `mask` (lat, lon) bool ocean; CF attributes and provenance attributes on the group.
 
 Commit protocol (why an interrupted write never shows up to readers)
@@ -202,7 +202,7 @@ def infer_time_step(times) -> str:
 
 
 def validate_dataset(ds: xr.Dataset, name: str = "ds") -> None:
-    """Check the canonical schema of DESIGN.md §3; raise StoreError naming what is wrong."""
+    """Check the canonical schema of docs/design.md §3; raise StoreError naming what is wrong."""
     if not isinstance(ds, xr.Dataset):
         raise TypeError(f"{name}: expected an xarray.Dataset, got {type(ds).__name__}")
     for var, dims in (("sst", ("time", "lat", "lon")), ("mask", ("lat", "lon"))):

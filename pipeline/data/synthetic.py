@@ -12,7 +12,7 @@ where they overlap (an append of new months sees the same values a longer run wo
   knots and interpolated in space and time.
 
 Land comes from a hand-drawn mask of coarse continent outlines (no downloads needed).
-`synthetic_dataset` gives the canonical form of DESIGN.md §3; `write_cobe2`,
+`synthetic_dataset` gives the canonical form of docs/design.md §3; `write_cobe2`,
 `write_oisst_daily` and friends write the same field in NOAA's on-disk layouts so the ingest
 path runs offline exactly as it runs on real files.
 """
@@ -247,7 +247,7 @@ def _times(start, end, freq: str) -> pd.DatetimeIndex:
 
 
 def synthetic_dataset(start, end, *, freq: str = "MS", resolution: float = 1.0, seed: int = 0):
-    """Synthetic SST in the canonical form of DESIGN.md §3.
+    """Synthetic SST in the canonical form of docs/design.md §3.
 
     Times are `pd.date_range(start, end, freq=freq)` (period starts for "MS"). Returns a Dataset
     with `sst` float32 °C (time, lat, lon), lat ascending -90..90, lon 0..360, NaN over land,

@@ -40,7 +40,7 @@ MAX_STEPS = 10_000
 
 
 class ModelConfig(_Frozen):
-    """The Mechanistic Identifier network (DESIGN.md §4)."""
+    """The Mechanistic Identifier network (docs/design.md §4)."""
 
     n_dct: int = Field(32, ge=1, description="DCT-II coefficients of the context kept")
     encoder_width: int = Field(128, ge=1)

@@ -1,4 +1,4 @@
-"""The Mechanistic Identifier (Yao et al. 2024) with the S-MNN solver (DESIGN.md §4).
+"""The Mechanistic Identifier (Yao et al. 2024) with the S-MNN solver (docs/design.md §4).
 
 Per ocean location and issue time:
 

@@ -9,6 +9,7 @@ What a run directory holds, and how it is read back, is `pipeline.model.run`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -17,10 +18,12 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import xarray as xr
 from tqdm.auto import tqdm
 
 from pipeline.climatology import (
@@ -44,7 +47,10 @@ from pipeline.model.windows import (
 )
 from smnn import SolveError
 
-__all__ = ["TrainingDiverged", "TrainingInterrupted", "masked_mse", "train"]
+__all__ = [
+    "Trainer", "TrainingDiverged", "TrainingInterrupted", "TrainingState", "masked_mse", "train",
+]
+
 
 class TrainingDiverged(RuntimeError):
     """The loss or the gradients became non-finite or exploded; the last good checkpoint
@@ -212,40 +218,42 @@ def train(
     train_end=None,
     progress: Callable[[float, dict], None] | None = None,
 ) -> Path:
-    """See `_train`. A run folder this call created is removed again when training fails
-    before its first checkpoint: without last.pt it can be neither resumed nor used."""
-    run_dir = Path(run_dir)
-    created = not run_dir.exists()
-    try:
-        return _train(store, run_dir, config=config, resume=resume, train_end=train_end,
-                      progress=progress)
-    except BaseException:
-        if created and not (run_dir / LAST).exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-
-
-def _train(store, run_dir: Path, *, config, resume, train_end, progress) -> Path:
     """Train on the store's data at or before `train_end` (default: all of it), holding out
     the last `config.train.val_steps` steps of that for validation. Returns the path of the
     checkpoint to forecast with (best validation weights).
 
     Raises TrainingDiverged (non-finite or exploding loss; `last.pt` is the last good state)
     and TrainingInterrupted (SIGINT/SIGTERM; `last.pt` written, call again with resume=True).
+    A run folder this call created is removed again when training fails before its first
+    checkpoint: without last.pt it can be neither resumed nor used.
     """
     run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    try:
+        config, train_end, saved = _start_or_resume(run_dir, config, resume, train_end)
+        return Trainer(store, run_dir, config, train_end=train_end, saved=saved,
+                       progress=progress).run()
+    except BaseException:
+        if created and not (run_dir / LAST).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _start_or_resume(run_dir: Path, config, resume: bool, train_end):
+    """(config, train_end, saved checkpoint or None): a new run, or the one in `run_dir`
+    continued with its own config and train_end."""
     last_path = run_dir / LAST
-    state = None
+    saved = None
     if resume and last_path.exists():
-        state = load_checkpoint(last_path)
-        stored = config_from_dict(state["config"], source=str(last_path))
+        saved = load_checkpoint(last_path)
+        stored = config_from_dict(saved["config"], source=str(last_path))
         if config is not None and config != stored:
             raise ValueError(
                 f"config: differs from the one of the run being resumed in {run_dir}; "
                 "pass config=None to resume with the stored one"
             )
         config = stored
-        train_end = state["train_end"]
+        train_end = saved["train_end"]
     elif last_path.exists():
         raise ValueError(
             f"run_dir: {run_dir} already holds a run (last.pt); pass resume=True to continue "
@@ -255,203 +263,265 @@ def _train(store, run_dir: Path, *, config, resume, train_end, progress) -> Path
     if not isinstance(config, Config):
         raise TypeError(
             f"config: expected pipeline.model.config.Config, got {type(config).__name__}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    t = config.train
+    return config, train_end, saved
 
-    ds = open_sst(store)
-    train_split, val_split, fit_end = plan_splits(
-        ds.time.values,
-        train_end=train_end,
-        val_steps=t.val_steps,
-        context=config.window.context,
-        stride=config.window.stride,
-    )
-    stats_path = run_dir / STATS
-    if state is not None and stats_path.exists():
-        import xarray as xr
 
-        stats = xr.load_dataset(stats_path)
-    else:
-        stats = fit_climatology(ds.sst, end=fit_end, std_floor=config.window.std_floor,
-                                step=store_time_step(ds))
-        if config.model.context_modes:
-            stats = stats.merge(context_modes(ds, stats, train_split.target_end, config))
-    device = default_device()
-    dist = _Distributed(device)
-    if dist.rank == 0 and not stats_path.exists():
-        with guard_write(stats_path, partial=stats_path):
-            stats.to_netcdf(stats_path)
-    train_data = WindowDataset(store, stats, train_split, config.window)
-    val_data = (
-        WindowDataset(store, stats, val_split, config.window, locations=train_data.locations)
-        if val_split is not None
-        else None
-    )
-    val_idx = (
-        _validation_indices(len(val_data), t.val_samples, t.seed) if val_data else None
-    )
+@dataclass
+class TrainingState:
+    """Where a run stands; every checkpoint keeps it (as a plain dict, `progress`) so that
+    a resumed run continues exactly: optimiser steps, epoch and batch position in it, the
+    best validation loss and the validations since, whether it is done, seconds trained."""
 
-    torch.manual_seed(t.seed)
-    model = MechanisticIdentifier(config.model, config.window).to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    progress_state = {"step": 0, "epoch": 0, "position": 0, "best": math.inf, "bad": 0,
-                      "done": False, "elapsed": 0.0}
-    budget = None if t.max_minutes is None else 60.0 * t.max_minutes
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        progress_state.update(state["progress"])
-        torch.set_rng_state(state["rng"])
-    if dist.rank == 0:
-        _trim_log(run_dir / LOG, None if state is None else progress_state["step"])
-    net = model
-    if dist.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+    step: int = 0
+    epoch: int = 0
+    position: int = 0
+    best: float = math.inf
+    bad: int = 0
+    done: bool = False
+    elapsed: float = 0.0
+
+
+@dataclass
+class _LogWindow:
+    """Loss and samples since the last log line (not checkpointed: a log line's average)."""
+
+    loss: float = 0.0
+    samples: int = 0
+    start: float = field(default_factory=time.perf_counter)
+
+
+class Trainer:
+    """One training run: data, model and optimiser set up once (`__init__`), then `run`
+    steps, logs, validates and checkpoints until max_steps, early stopping or the time
+    budget."""
+
+    def __init__(self, store, run_dir: Path, config: Config, *, train_end=None,
+                 saved: dict | None = None,
+                 progress: Callable[[float, dict], None] | None = None):
+        self.run_dir, self.config, self.progress = run_dir, config, progress
+        self.last_path = run_dir / LAST
+        run_dir.mkdir(parents=True, exist_ok=True)
+        t = config.train
+        self.budget = None if t.max_minutes is None else 60.0 * t.max_minutes
+
+        ds = open_sst(store)
+        train_split, val_split, fit_end = plan_splits(
+            ds.time.values, train_end=train_end, val_steps=t.val_steps,
+            context=config.window.context, stride=config.window.stride,
         )
+        self.device = default_device()
+        self.dist = _Distributed(self.device)
+        stats = self._stats(ds, saved, fit_end, train_split.target_end)
+        self.train_data = WindowDataset(store, stats, train_split, config.window)
+        self.val_data = (
+            WindowDataset(store, stats, val_split, config.window,
+                          locations=self.train_data.locations)
+            if val_split is not None else None
+        )
+        self.val_idx = (_validation_indices(len(self.val_data), t.val_samples, t.seed)
+                        if self.val_data else None)
 
-    meta = {
-        "store": str(store) if not hasattr(store, "sst") else "<in-memory dataset>",
-        "train_end": None if train_end is None else str(train_end),
-        "fit_end": str(fit_end.date()),
-        "climatology_start": stats.attrs["start"],
-        "climatology_end": stats.attrs["end"],
-        "train_windows": len(train_data),
-        "val_windows": 0 if val_idx is None else len(val_idx),
-    }
+        torch.manual_seed(t.seed)
+        self.model = MechanisticIdentifier(config.model, config.window).to(self.device)
+        self.optimiser = torch.optim.AdamW(self.model.parameters(), lr=t.lr,
+                                           weight_decay=t.weight_decay)
+        self.state = TrainingState()
+        if saved is not None:
+            self.model.load_state_dict(saved["model"])
+            self.optimiser.load_state_dict(saved["optimiser"])
+            self.state = TrainingState(**saved["progress"])
+            torch.set_rng_state(saved["rng"])
+        if self.dist.rank == 0:
+            _trim_log(run_dir / LOG, None if saved is None else self.state.step)
+        self.net = self.model
+        if self.dist.world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda"
+                else None)
+        self.meta = {
+            "store": str(store) if not hasattr(store, "sst") else "<in-memory dataset>",
+            "train_end": None if train_end is None else str(train_end),
+            "fit_end": str(fit_end.date()),
+            "climatology_start": stats.attrs["start"],
+            "climatology_end": stats.attrs["end"],
+            "train_windows": len(self.train_data),
+            "val_windows": 0 if self.val_idx is None else len(self.val_idx),
+        }
 
-    def checkpoint(path: Path) -> None:
-        if dist.rank == 0:
+    def _stats(self, ds, saved, fit_end, target_end):
+        """The run's climatology (and modes): fitted once, kept in stats.nc, read back on
+        resume."""
+        stats_path = self.run_dir / STATS
+        if saved is not None and stats_path.exists():
+            stats = xr.load_dataset(stats_path)
+        else:
+            stats = fit_climatology(ds.sst, end=fit_end, std_floor=self.config.window.std_floor,
+                                    step=store_time_step(ds))
+            if self.config.model.context_modes:
+                stats = stats.merge(context_modes(ds, stats, target_end, self.config))
+        if self.dist.rank == 0 and not stats_path.exists():
+            with guard_write(stats_path, partial=stats_path):
+                stats.to_netcdf(stats_path)
+        return stats
+
+    def run(self) -> Path:
+        t, s = self.config.train, self.state
+        bar = tqdm(total=t.max_steps, initial=s.step, desc="train", unit="step",
+                   disable=None if self.dist.rank == 0 else True)
+        self.window = _LogWindow()
+        try:
+            with _StopFlag() as stop:
+                while not s.done and s.step < t.max_steps:
+                    if self._epoch(stop, bar):
+                        break
+                    s.epoch += 1
+                    s.position = 0
+                s.done = True
+                self.checkpoint(self.last_path)
+                if self.val_data is None or not (self.run_dir / BEST).exists():
+                    self.checkpoint(self.run_dir / BEST)
+        finally:
+            bar.close()
+            with contextlib.suppress(Exception):
+                self.dist.close()
+        return self.run_dir / BEST
+
+    def _epoch(self, stop: _StopFlag, bar) -> bool:
+        """The rest of the current epoch; True when training ends within it."""
+        t, s = self.config.train, self.state
+        sampler = BlockBatchSampler(
+            self.train_data, t.batch_size, seed=t.seed, epoch=s.epoch, start=s.position,
+            rank=self.dist.rank, world=self.dist.world,
+        )
+        loader = torch.utils.data.DataLoader(
+            self.train_data, batch_sampler=sampler, collate_fn=collate_batch,
+            num_workers=t.num_workers,
+        )
+        step_start = time.perf_counter()
+        for batch in loader:
+            batch = _to(batch, self.device)
+            value = self._step(batch)
+            now = time.perf_counter()
+            s.elapsed += now - step_start
+            step_start = now
+            s.step += 1
+            s.position += 1
+            self.window.loss += value * len(batch["context"])
+            self.window.samples += len(batch["context"]) * self.dist.world
+            bar.update(1)
+            if s.step % t.log_every == 0 or s.step == t.max_steps:
+                self._log_window(bar)
+            if self.val_data is not None and (
+                s.step % t.val_every == 0 or s.step == t.max_steps
+            ):
+                self._validate()
+            self._stop_or_go(stop)
+            if s.done or s.step >= t.max_steps:
+                return True
+        return False
+
+    def _step(self, batch: dict) -> float:
+        """One optimiser step; returns the batch loss (mean over ranks)."""
+        t, s = self.config.train, self.state
+        time_fraction = 0.0 if self.budget is None else s.elapsed / self.budget
+        for group in self.optimiser.param_groups:
+            group["lr"] = _lr_at(s.step, self.config, time_fraction)
+        try:
+            loss = _loss(self.net, batch, self.config.model.align_weight)
+        except SolveError as error:  # the solver refused the decoded system
+            raise TrainingDiverged(
+                f"step {s.step}: the ODE solve failed ({error}); the last good "
+                f"checkpoint is {self.last_path}"
+            ) from error
+        value = float(self.dist.mean(loss.detach()))
+        if not math.isfinite(value) or value > t.max_loss:
+            raise TrainingDiverged(
+                f"step {s.step}: loss {value:.4g} is not finite or above "
+                f"max_loss={t.max_loss}; the last good checkpoint is {self.last_path} "
+                "(lower train.lr or raise train.grad_clip's strictness)"
+            )
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        if not torch.isfinite(norm):
+            raise TrainingDiverged(
+                f"step {s.step}: gradient norm is {float(norm)}; the last good "
+                f"checkpoint is {self.last_path}"
+            )
+        self.optimiser.step()
+        return value
+
+    def _log_window(self, bar) -> None:
+        s, w = self.state, self.window
+        elapsed = time.perf_counter() - w.start
+        record = {
+            "step": s.step, "epoch": s.epoch,
+            "loss": w.loss * self.dist.world / max(w.samples, 1),
+            "lr": self.optimiser.param_groups[0]["lr"],
+            "samples_per_s": w.samples / max(elapsed, 1e-9),
+        }
+        self.log(record)
+        bar.set_postfix(loss=f"{record['loss']:.4f}",
+                        samples_s=f"{record['samples_per_s']:.0f}")
+        if self.progress is not None:
+            self.progress(s.step / self.config.train.max_steps, record)
+        self.window = _LogWindow()
+
+    def _validate(self) -> None:
+        """Validation loss; the best weights to best.pt; early stopping after `patience`
+        validations without improvement."""
+        t, s = self.config.train, self.state
+        try:
+            val_loss = _validate(self.model, self.val_data, self.val_idx, t.batch_size,
+                                 self.device)
+        except SolveError as error:
+            raise TrainingDiverged(
+                f"step {s.step}: the ODE solve failed on the validation "
+                f"windows ({error}); the last good checkpoint is {self.last_path}"
+            ) from error
+        if not math.isfinite(val_loss):
+            raise TrainingDiverged(
+                f"step {s.step}: validation loss {val_loss:.4g} is not "
+                f"finite; the last good checkpoint is {self.last_path}"
+            )
+        if val_loss < s.best:
+            s.best, s.bad = val_loss, 0
+            self.checkpoint(self.run_dir / BEST)
+        else:
+            s.bad += 1
+        self.log({"step": s.step, "val_loss": val_loss, "best": s.best})
+        if s.bad >= t.patience:
+            s.done = True  # early stopping
+
+    def _stop_or_go(self, stop: _StopFlag) -> None:
+        """The same decision on every rank: time budget spent, periodic checkpoint, signal."""
+        t, s = self.config.train, self.state
+        elapsed, signalled = self.dist.any_of(s.elapsed, float(stop.signal or 0))
+        if self.budget is not None and elapsed >= self.budget:
+            s.done = True  # time budget spent
+        if s.step % t.checkpoint_every == 0 or s.done:
+            self.checkpoint(self.last_path)
+        if signalled:
+            self.checkpoint(self.last_path)
+            raise TrainingInterrupted(
+                f"stopped by signal {signal.Signals(int(signalled)).name} at step "
+                f"{s.step}; checkpoint {self.last_path}; resume=True continues"
+            )
+
+    def checkpoint(self, path: Path) -> None:
+        if self.dist.rank == 0:
             _save(path, {
-                "config": config.model_dump(),
-                "model": model.state_dict(),
-                "optimiser": optimiser.state_dict(),
-                "progress": dict(progress_state),
+                "config": self.config.model_dump(),
+                "model": self.model.state_dict(),
+                "optimiser": self.optimiser.state_dict(),
+                "progress": dataclasses.asdict(self.state),
                 "rng": torch.get_rng_state(),
-                "train_end": meta["train_end"],
-                "meta": meta,
+                "train_end": self.meta["train_end"],
+                "meta": self.meta,
             })
 
-    def log(record: dict) -> None:
-        if dist.rank == 0:
-            with guard_write(run_dir / LOG), open(run_dir / LOG, "a") as handle:
+    def log(self, record: dict) -> None:
+        if self.dist.rank == 0:
+            path = self.run_dir / LOG
+            with guard_write(path), open(path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
-
-    p = progress_state
-    bar = tqdm(total=t.max_steps, initial=p["step"], desc="train", unit="step",
-               disable=None if dist.rank == 0 else True)
-    window_loss, window_samples, window_start = 0.0, 0, time.perf_counter()
-    try:
-        with _StopFlag() as stop:
-            while not p["done"] and p["step"] < t.max_steps:
-                sampler = BlockBatchSampler(
-                    train_data, t.batch_size, seed=t.seed, epoch=p["epoch"],
-                    start=p["position"], rank=dist.rank, world=dist.world,
-                )
-                loader = torch.utils.data.DataLoader(
-                    train_data, batch_sampler=sampler, collate_fn=collate_batch,
-                    num_workers=t.num_workers,
-                )
-                step_start = time.perf_counter()
-                for batch in loader:
-                    batch = _to(batch, device)
-                    time_fraction = 0.0 if budget is None else p["elapsed"] / budget
-                    for group in optimiser.param_groups:
-                        group["lr"] = _lr_at(p["step"], config, time_fraction)
-                    try:
-                        loss = _loss(net, batch, config.model.align_weight)
-                    except SolveError as error:  # the solver refused the decoded system
-                        raise TrainingDiverged(
-                            f"step {p['step']}: the ODE solve failed ({error}); the last good "
-                            f"checkpoint is {last_path}"
-                        ) from error
-                    value = float(dist.mean(loss.detach()))
-                    if not math.isfinite(value) or value > t.max_loss:
-                        raise TrainingDiverged(
-                            f"step {p['step']}: loss {value:.4g} is not finite or above "
-                            f"max_loss={t.max_loss}; the last good checkpoint is {last_path} "
-                            "(lower train.lr or raise train.grad_clip's strictness)"
-                        )
-                    optimiser.zero_grad(set_to_none=True)
-                    loss.backward()
-                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-                    if not torch.isfinite(norm):
-                        raise TrainingDiverged(
-                            f"step {p['step']}: gradient norm is {float(norm)}; the last good "
-                            f"checkpoint is {last_path}"
-                        )
-                    optimiser.step()
-                    now = time.perf_counter()
-                    p["elapsed"] += now - step_start
-                    step_start = now
-                    p["step"] += 1
-                    p["position"] += 1
-                    window_loss += value * len(batch["context"])
-                    window_samples += len(batch["context"]) * dist.world
-                    bar.update(1)
-
-                    if p["step"] % t.log_every == 0 or p["step"] == t.max_steps:
-                        elapsed = time.perf_counter() - window_start
-                        record = {
-                            "step": p["step"], "epoch": p["epoch"],
-                            "loss": window_loss * dist.world / max(window_samples, 1),
-                            "lr": optimiser.param_groups[0]["lr"],
-                            "samples_per_s": window_samples / max(elapsed, 1e-9),
-                        }
-                        log(record)
-                        bar.set_postfix(loss=f"{record['loss']:.4f}",
-                                        samples_s=f"{record['samples_per_s']:.0f}")
-                        if progress is not None:
-                            progress(p["step"] / t.max_steps, record)
-                        window_loss, window_samples = 0.0, 0
-                        window_start = time.perf_counter()
-
-                    if val_data is not None and (
-                        p["step"] % t.val_every == 0 or p["step"] == t.max_steps
-                    ):
-                        try:
-                            val_loss = _validate(model, val_data, val_idx, t.batch_size, device)
-                        except SolveError as error:
-                            raise TrainingDiverged(
-                                f"step {p['step']}: the ODE solve failed on the validation "
-                                f"windows ({error}); the last good checkpoint is {last_path}"
-                            ) from error
-                        if not math.isfinite(val_loss):
-                            raise TrainingDiverged(
-                                f"step {p['step']}: validation loss {val_loss:.4g} is not "
-                                f"finite; the last good checkpoint is {last_path}"
-                            )
-                        improved = val_loss < p["best"]
-                        if improved:
-                            p["best"], p["bad"] = val_loss, 0
-                            checkpoint(run_dir / BEST)
-                        else:
-                            p["bad"] += 1
-                        log({"step": p["step"], "val_loss": val_loss, "best": p["best"]})
-                        if p["bad"] >= t.patience:
-                            p["done"] = True  # early stopping
-                    elapsed, signalled = dist.any_of(p["elapsed"], float(stop.signal or 0))
-                    if budget is not None and elapsed >= budget:
-                        p["done"] = True  # time budget spent
-                    if p["step"] % t.checkpoint_every == 0 or p["done"]:
-                        checkpoint(last_path)
-                    if signalled:
-                        checkpoint(last_path)
-                        raise TrainingInterrupted(
-                            f"stopped by signal {signal.Signals(int(signalled)).name} at step "
-                            f"{p['step']}; checkpoint {last_path}; resume=True continues"
-                        )
-                    if p["done"] or p["step"] >= t.max_steps:
-                        break
-                else:
-                    p["epoch"] += 1
-                    p["position"] = 0
-            p["done"] = True
-            checkpoint(last_path)
-            if val_data is None or not (run_dir / BEST).exists():
-                checkpoint(run_dir / BEST)
-    finally:
-        bar.close()
-        with contextlib.suppress(Exception):
-            dist.close()
-    return run_dir / BEST

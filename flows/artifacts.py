@@ -356,11 +356,10 @@ def _described(text: str) -> str:
     return NOT_SCORED
 
 
-def _issued(forecast) -> tuple[str | None, str | None]:
+def _issued(times: list) -> tuple[str | None, str | None]:
     """(last issue time, first issue time when there are several)."""
-    if "init_time" not in forecast.coords or forecast.sizes.get("init_time", 0) == 0:
+    if not times:
         return None, None
-    times = forecast["init_time"].values
     return _month(times[-1]), (_month(times[0]) if len(times) > 1 else None)
 
 
@@ -371,26 +370,24 @@ def description(context: ReportContext) -> str:
 
 
 @task(name="report", cache_policy=NONE)
-def report_task(forecast: str, store: str, out_dir: str, metrics: dict | None,
+def report_task(forecast: dict, store: str, out_dir: str, metrics: dict | None,
                 maps: dict[str, str], stores: dict[str, str],
                 files: dict[str, str] | None = None,
                 sections: Sequence[Section] = REPORT_SECTIONS,
                 archive: str | None = None) -> str:
     """Write report.md and report-standalone.md (images embedded); publish the scores
-    table. Returns the path of report.md; the flow publishes report-standalone.md beside it
+    table. `forecast`: what hindcast_task returned (attributes, issue times, lead units).
+    Returns the path of report.md; the flow publishes report-standalone.md beside it
     with `publish_report_file`, on the flow run rather than this task run."""
     from prefect.artifacts import create_table_artifact
 
     from pipeline.data.store import describe
-    from pipeline.forecast_store import open_forecast
 
-    opened = open_forecast(forecast)
-    last, first = _issued(opened)
+    last, first = _issued(forecast["inits"])
     context = ReportContext(
-        attrs=dict(opened.attrs), provenance=describe(store), metrics=metrics, maps=maps,
+        attrs=dict(forecast["attrs"]), provenance=describe(store), metrics=metrics, maps=maps,
         stores=stores, files=dict(files or {}), folder=Path(out_dir), issued=last,
-        first_issued=first, lead_units=str(opened["lead"].attrs.get("units", "steps")),
-        archive=archive)
+        first_issued=first, lead_units=forecast["lead_units"], archive=archive)
     path = Path(out_dir) / "report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report_markdown(context, sections=sections))

@@ -29,7 +29,6 @@ from flows.tasks import (
     evaluate_task,
     fetch_task,
     hindcast_task,
-    interpret_task,
     latest_time_task,
     maps_task,
     resolve_run_task,
@@ -59,9 +58,11 @@ def train_flow(params: TrainParameters) -> str:
 
 @flow(name="forecast", log_prints=True, persist_result=False, task_runner=dask_runner())
 def forecast_flow(params: ForecastParameters) -> dict:
-    """Forecast (hindcast over [start, end]), baselines, scores when the truth exists,
-    maps and the report; with `archive`, every issued forecast is kept there. Model,
-    baselines and interpretation fan out on dask."""
+    """Forecast (hindcast over [start, end], with the learned parameters at `end` from the
+    same pass), baselines, scores when the truth exists, maps and the report; with
+    `archive`, every issued forecast is kept there. Each result is computed once and handed
+    on: the baselines get the forecast's issue times and leads, the maps the score rows, the
+    report the forecast's attributes. Model and baselines run on dask."""
     logger = get_run_logger()
     out = Path(params.out_dir)
     latest = None
@@ -69,36 +70,36 @@ def forecast_flow(params: ForecastParameters) -> dict:
         latest = latest_time_task(params.store)
     start, end = params.start or latest, params.end or latest
     run_dir = resolve_run_task(params.run_dir)
-    model = hindcast_task(run_dir, params.store, start, end, params.leads,
-                          str(out / "forecast.zarr"))
-    baselines = {kind: baseline_task.submit(kind, params.store, model,
+    hindcast = hindcast_task.submit(run_dir, params.store, start, end, params.leads,
+                                    str(out / "forecast.zarr"),
+                                    str(out / "parameters.nc")).result()
+    model, parameters = hindcast["forecast"], hindcast["parameters"]
+    baselines = {kind: baseline_task.submit(kind, params.store, hindcast,
                                             str(out / f"{kind}.zarr"), params.train_end)
                  for kind in params.baselines}
-    parameters = interpret_task.submit(run_dir, params.store, end,
-                                       str(out / "parameters.nc"))
     archived = archive_task(model, params.archive) if params.archive else None
     truth = params.truth or params.store
     baseline_paths = {kind: future.result() for kind, future in baselines.items()}
     metrics = None
-    if truth_covers_task(model, truth):
+    if truth_covers_task(hindcast["valid_times"], truth):
         metrics = evaluate_task(model, truth, str(out / "metrics"), baseline_paths)
     else:
         logger.info("no truth for the valid times yet: forecast not scored")
     maps = {}
     if params.maps:
-        maps = maps_task(model, str(out / "maps"), truth, metrics and metrics["csv"],
-                         parameters.result(), baseline_paths)
+        maps = maps_task(model, str(out / "maps"), truth, metrics and metrics["rows"],
+                         parameters, baseline_paths)
     stores = {"forecast store": model, "truth store": truth, **{
         f"{kind} store": path for kind, path in baseline_paths.items()}}
-    files = {"maps": str(out / "maps"), "learned parameters": parameters.result(),
+    files = {"maps": str(out / "maps"), "learned parameters": parameters,
              "report with the maps embedded": str(standalone_path(out / "report.md"))}
-    report = report_task(model, params.store, str(out), metrics, maps, stores, files,
+    report = report_task(hindcast, params.store, str(out), metrics, maps, stores, files,
                          archive=params.archive)
     # On the flow run itself, so its Artifacts tab shows the report first.
     publish_report_file(standalone_path(report))
     return {"forecast": model, "baselines": baseline_paths, "metrics": metrics and {
         k: metrics[k] for k in ("csv", "json")}, "maps": maps, "report": report,
-        "parameters": parameters.result(), "archived": archived}
+        "parameters": parameters, "archived": archived}
 
 
 @flow(name="sst-pipeline", log_prints=True, persist_result=False)

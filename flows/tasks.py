@@ -212,30 +212,43 @@ def _last_step(run_dir: str, default: float) -> float:
 
 @task(name="hindcast", cache_policy=NONE)
 def hindcast_task(run_dir: str, store: str, start: dt.date, end: dt.date,
-                  leads: int | None, out: str) -> str:
-    """Forecasts issued at every store time in [start, end] -> forecast store `out`."""
+                  leads: int | None, out: str, parameters: str) -> dict:
+    """Forecasts issued at every store time in [start, end] -> forecast store `out`, and in
+    the same pass the learned latents and ODE parameters at `end` -> netCDF `parameters`.
+    Returns both paths and what the later tasks need to know of the forecast (issue times,
+    leads, valid times, attributes), so that none of them reopens it for that."""
     install_progress_artifacts()
-    from pipeline.model.forecast import hindcast
+    from pipeline.forecast_store import open_forecast
+    from pipeline.model.forecast import hindcast_and_interpret
 
     # Each scheduled run replaces the products of the last one (forecast stores only).
-    return str(hindcast(run_dir, store, start=start, end=end, leads=leads, out=out,
-                        overwrite=True))
+    path, maps = hindcast_and_interpret(run_dir, store, start=start, end=end, leads=leads,
+                                        out=out, interpret_at=end, overwrite=True)
+    Path(parameters).parent.mkdir(parents=True, exist_ok=True)
+    # netCDF attributes cannot be None (a run trained on all data has train_end None).
+    maps.attrs = {k: v for k, v in maps.attrs.items() if v is not None}
+    maps.to_netcdf(parameters)
+    written = open_forecast(path)  # its coordinates only: the values stay on disk
+    return {"forecast": str(path), "parameters": parameters,
+            "inits": [str(t) for t in written["init_time"].values],
+            "leads": [int(v) for v in written["lead"].values],
+            "valid_times": [str(t) for t in written["valid_time"].values.ravel()],
+            "lead_units": str(written["lead"].attrs.get("units", "steps")),
+            "attrs": _plain(dict(written.attrs))}
 
 
 @task(name="baseline", cache_policy=NONE)
-def baseline_task(kind: str, store: str, like: str, out: str,
+def baseline_task(kind: str, store: str, model: dict, out: str,
                   train_end: dt.date | None) -> str:
-    """The `kind` baseline for the issue times and leads of forecast store `like`."""
+    """The `kind` baseline for the issue times and leads of the model's forecast (`model`:
+    what hindcast_task returned)."""
     from pipeline.evaluation.baselines import baseline_forecast
-    from pipeline.forecast_store import open_forecast
 
-    model = open_forecast(like)
     # The model's own fitting period unless told otherwise: one climatology for the model,
     # the baselines and the scores.
-    start = None if train_end else model.attrs.get("climatology_start")
-    end = train_end or model.attrs.get("climatology_end")
-    return str(baseline_forecast(kind, store, out, inits=model["init_time"].values,
-                                 leads=[int(v) for v in model["lead"].values],
+    start = None if train_end else model["attrs"].get("climatology_start")
+    end = train_end or model["attrs"].get("climatology_end")
+    return str(baseline_forecast(kind, store, out, inits=model["inits"], leads=model["leads"],
                                  train_end=end, train_start=start, overwrite=True))
 
 
@@ -254,36 +267,23 @@ def evaluate_task(forecast: str, truth: str, out_dir: str,
 
 
 @task(name="truth-covers", **_IO)
-def truth_covers_task(forecast: str, truth: str) -> bool:
-    """Whether the truth store holds any valid time of the forecast (so it can be scored)."""
+def truth_covers_task(valid_times: list[str], truth: str) -> bool:
+    """Whether the truth store holds any of the valid times (so the forecast can be scored)."""
     import numpy as np
 
     from pipeline.data.store import open_store, store_exists
-    from pipeline.forecast_store import open_forecast
 
     if not store_exists(truth):
         return False
-    valid = open_forecast(forecast)["valid_time"].values
+    valid = np.asarray(valid_times, dtype="datetime64[ns]")
     return bool(np.isin(valid, open_store(truth)["time"].values).any())
 
 
-@task(name="interpret", cache_policy=NONE)
-def interpret_task(run_dir: str, store: str, init: dt.date, out: str) -> str:
-    """Learned latents and ODE parameters at issue time `init`, written as NetCDF `out`."""
-    from pipeline.model.forecast import interpret
-
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    maps = interpret(run_dir, store, init)
-    # netCDF attributes cannot be None (a run trained on all data has train_end None).
-    maps.attrs = {k: v for k, v in maps.attrs.items() if v is not None}
-    maps.to_netcdf(out)
-    return out
-
-
 @task(name="maps", cache_policy=NONE)
-def maps_task(forecast: str, out_dir: str, truth: str | None, metrics_csv: str | None,
+def maps_task(forecast: str, out_dir: str, truth: str | None, metrics_rows: list[dict] | None,
               parameters: str | None, baselines: dict[str, str]) -> dict[str, str]:
-    """Draw the standard maps of a forecast run; returns name -> PNG path."""
+    """Draw the standard maps of a forecast run (the score table's rows as evaluate_task
+    returned them); returns name -> PNG path."""
     import pandas as pd
     import xarray as xr
 
@@ -294,7 +294,7 @@ def maps_task(forecast: str, out_dir: str, truth: str | None, metrics_csv: str |
     written = write_forecast_maps(
         open_forecast(forecast).load(), out_dir,
         truth=open_store(truth).load() if truth else None,
-        metrics=pd.read_csv(metrics_csv) if metrics_csv else None,
+        metrics=pd.DataFrame(metrics_rows) if metrics_rows else None,
         parameters=xr.load_dataset(parameters) if parameters else None,
         baselines={k: open_forecast(v).load() for k, v in baselines.items()},
     )

@@ -1,5 +1,6 @@
-"""Forecasts from a trained run: one issue time (`forecast`), many (`hindcast`), and the maps
-of latents and ODE parameters (`interpret`).
+"""Forecasts from a trained run: one issue time (`forecast`), many (`hindcast`), the maps
+of latents and ODE parameters (`interpret`), and both in one pass (`hindcast_and_interpret`:
+the run loaded and the store read once).
 
 For each issue time the context is the last `window.context` observed steps ending AT the
 issue time, normalised with the run's training-period statistics (stats.nc); nothing after
@@ -27,7 +28,7 @@ from pipeline.model.windows import covariates, normalised_anomalies, ocean_locat
 from pipeline.progress import Progress
 from smnn import SolveError
 
-__all__ = ["forecast", "hindcast", "interpret"]
+__all__ = ["forecast", "hindcast", "hindcast_and_interpret", "interpret"]
 
 MODEL_NAME = "mechanistic_identifier"
 
@@ -175,6 +176,26 @@ def hindcast(
     forecast store `out` (pipeline/forecast_store.py). leads: None (the model's horizon),
     N (leads 1..N) or a list. An existing forecast store `out` is replaced only with
     `overwrite`; anything else there (the input SST store, other files) is refused."""
+    path, _ = _hindcast(run_dir, store, start=start, end=end, leads=leads, out=out,
+                        every=every, batch_size=batch_size, inits_per_pass=inits_per_pass,
+                        overwrite=overwrite)
+    return path
+
+
+def hindcast_and_interpret(
+    run_dir, store, *, start, end, leads=None, out, interpret_at, batch_size: int = 8192,
+    inits_per_pass: int = 12, overwrite: bool = False,
+) -> tuple[Path | str, xr.Dataset]:
+    """`hindcast` and `interpret` at issue time `interpret_at` in one pass: the maps come
+    from the same model outputs as that issue time's forecast when it is one of the
+    hindcast's (else from one more batch of the same loaded run)."""
+    return _hindcast(run_dir, store, start=start, end=end, leads=leads, out=out,
+                     batch_size=batch_size, inits_per_pass=inits_per_pass,
+                     overwrite=overwrite, interpret_at=interpret_at)
+
+
+def _hindcast(run_dir, store, *, start, end, leads, out, every: int = 1, batch_size: int,
+              inits_per_pass: int, overwrite: bool, interpret_at=None):
     if not isinstance(every, int) or every < 1:
         raise ValueError(f"every: expected a positive integer, got {every!r}")
     check_writable(str(out), "forecast", "out", overwrite)  # before loading the model
@@ -182,6 +203,11 @@ def hindcast(
     window = runner.config.window
     issues = _issue_indices(runner.times, start, end, window.context)[::every]
     lead_values = _lead_values(leads, window.horizon)
+    maps, mapped = None, None
+    if interpret_at is not None:
+        maps = _Maps(runner)
+        mapped = int(_issue_indices(runner.times, interpret_at, interpret_at,
+                                    window.context)[0])
     writer = ForecastWriter(
         out, inits=runner.times[issues], leads=lead_values, lat=runner.ds.lat.values,
         lon=runner.ds.lon.values, step=runner.step, attrs=runner.attrs(), overwrite=overwrite,
@@ -198,10 +224,15 @@ def hindcast(
                 anomaly = out_block["forecast"][:, :, lead_values - 1]  # (I, n, L)
                 clim = runner.clim[:, iy, ix][valid_seasons]  # (I, L, n)
                 values[:, :, iy, ix] = clim + np.moveaxis(anomaly, 1, 2) * runner.std[iy, ix]
+                if maps is not None and mapped in group:
+                    maps.add(iy, ix, out_block, int(np.flatnonzero(group == mapped)[0]))
                 bar.update(len(group) * len(iy))
             for i in range(len(group)):
                 writer.write(g + i, values[i])
-    return writer.path
+    if maps is not None and mapped not in issues:
+        for iy, ix, out_block in runner.blocks(np.array([mapped])):
+            maps.add(iy, ix, out_block, 0)
+    return writer.path, None if maps is None else maps.dataset(runner.times[mapped])
 
 
 def forecast(run_dir, store, init, *, leads=None, out, batch_size: int = 8192,
@@ -219,28 +250,48 @@ def interpret(run_dir, store, init, *, batch_size: int = 8192) -> xr.Dataset:
     """
     runner = _Runner(run_dir, store, batch_size)
     issues = _issue_indices(runner.times, init, init, runner.config.window.context)
-    ny, nx = runner.ds.sizes["lat"], runner.ds.sizes["lon"]
-    m = runner.config.model
-    latent = np.full((m.latent_dim, ny, nx), np.nan, np.float32)
-    coefficient = np.full((m.order + 1, ny, nx), np.nan, np.float32)
-    rhs = np.full((ny, nx), np.nan, np.float32)
-    steps = np.full((ny, nx), np.nan, np.float32)
+    maps = _Maps(runner)
     for iy, ix, out in runner.blocks(issues):
-        latent[:, iy, ix] = out["latent"][0].T
-        coefficient[:, iy, ix] = out["coefficients"][0].mean(1).T
-        rhs[iy, ix] = out["rhs"][0].mean(1)
-        steps[iy, ix] = out["steps"][0].mean(1)
-    coords = {"lat": runner.ds.lat.values, "lon": runner.ds.lon.values}
-    return xr.Dataset(
-        {
-            "latent": (("component", "lat", "lon"), latent, {"long_name": "latent variables"}),
-            "coefficient": (("derivative", "lat", "lon"), coefficient,
-                            {"long_name": "ODE coefficient of the k-th derivative, window mean"}),
-            "rhs": (("lat", "lon"), rhs, {"long_name": "ODE right-hand side, window mean"}),
-            "step_size": (("lat", "lon"), steps, {"long_name": "solver step size, window mean"}),
-        },
-        coords={**coords, "component": np.arange(m.latent_dim),
-                "derivative": np.arange(m.order + 1),
-                "init_time": runner.times[issues[0]]},
-        attrs=runner.attrs(),
-    )
+        maps.add(iy, ix, out, 0)
+    return maps.dataset(runner.times[issues[0]])
+
+
+class _Maps:
+    """The latents and window-mean ODE parameters of one issue time, filled block by block
+    from the model outputs (`_Runner.blocks`)."""
+
+    def __init__(self, runner: _Runner):
+        self.runner = runner
+        ny, nx = runner.ds.sizes["lat"], runner.ds.sizes["lon"]
+        m = runner.config.model
+        self.latent = np.full((m.latent_dim, ny, nx), np.nan, np.float32)
+        self.coefficient = np.full((m.order + 1, ny, nx), np.nan, np.float32)
+        self.rhs = np.full((ny, nx), np.nan, np.float32)
+        self.steps = np.full((ny, nx), np.nan, np.float32)
+
+    def add(self, iy, ix, out: dict, position: int) -> None:
+        """The block's outputs of the issue time at `position` in the block's issue times."""
+        self.latent[:, iy, ix] = out["latent"][position].T
+        self.coefficient[:, iy, ix] = out["coefficients"][position].mean(1).T
+        self.rhs[iy, ix] = out["rhs"][position].mean(1)
+        self.steps[iy, ix] = out["steps"][position].mean(1)
+
+    def dataset(self, init) -> xr.Dataset:
+        runner, m = self.runner, self.runner.config.model
+        return xr.Dataset(
+            {
+                "latent": (("component", "lat", "lon"), self.latent,
+                           {"long_name": "latent variables"}),
+                "coefficient": (("derivative", "lat", "lon"), self.coefficient,
+                                {"long_name": "ODE coefficient of the k-th derivative, "
+                                 "window mean"}),
+                "rhs": (("lat", "lon"), self.rhs, {"long_name": "ODE right-hand side, "
+                                                   "window mean"}),
+                "step_size": (("lat", "lon"), self.steps,
+                              {"long_name": "solver step size, window mean"}),
+            },
+            coords={"lat": runner.ds.lat.values, "lon": runner.ds.lon.values,
+                    "component": np.arange(m.latent_dim), "derivative": np.arange(m.order + 1),
+                    "init_time": init},
+            attrs=runner.attrs(),
+        )

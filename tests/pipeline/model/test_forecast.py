@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from pipeline.data.store import open_store, write_store
 from pipeline.forecast_store import open_forecast
-from pipeline.model.forecast import forecast, hindcast, interpret
+from pipeline.model.forecast import forecast, hindcast, hindcast_and_interpret, interpret
 
 
 def test_forecast_store_follows_the_contract(trained_model_run, tmp_path):
@@ -75,3 +76,17 @@ def test_bad_issue_times_and_leads_are_clear_errors(trained_model_run, tmp_path)
         forecast(run, store, "2035-01-01", out=tmp_path / "x.zarr")
     with pytest.raises(ValueError, match="leads"):
         forecast(run, store, "1996-06-01", leads=7, out=tmp_path / "x.zarr")
+
+
+def test_hindcast_and_interpret_in_one_pass_equal_each_alone(trained_model_run, tmp_path):
+    store, run = trained_model_run
+    path, maps = hindcast_and_interpret(run, store, start="1996-01", end="1996-03",
+                                        out=tmp_path / "both.zarr", interpret_at="1996-03-01")
+    alone = hindcast(run, store, start="1996-01", end="1996-03", out=tmp_path / "alone.zarr")
+    np.testing.assert_allclose(open_forecast(path).sst.values,
+                               open_forecast(alone).sst.values, rtol=1e-6, equal_nan=True)
+    xr.testing.assert_allclose(maps, interpret(run, store, "1996-03-01"), rtol=1e-5)
+    # An issue time outside the hindcast is interpreted from the same loaded run.
+    _, other = hindcast_and_interpret(run, store, start="1996-01", end="1996-01",
+                                      out=tmp_path / "one.zarr", interpret_at="1996-06-01")
+    xr.testing.assert_allclose(other, interpret(run, store, "1996-06-01"), rtol=1e-5)

@@ -82,7 +82,8 @@ def forecast_flow(params: ForecastParameters) -> dict:
     baseline_paths = {kind: future.result() for kind, future in baselines.items()}
     metrics = None
     if truth_covers_task(hindcast["valid_times"], truth):
-        metrics = evaluate_task(model, truth, str(out / "metrics"), baseline_paths)
+        metrics = evaluate_task(model, truth, str(out / "metrics"), baseline_paths,
+                                hindcast["climatology"])
     else:
         logger.info("no truth for the valid times yet: forecast not scored")
     maps = {}

@@ -220,6 +220,7 @@ def hindcast_task(run_dir: str, store: str, start: dt.date, end: dt.date,
     install_progress_artifacts()
     from pipeline.forecast_store import open_forecast
     from pipeline.model.forecast import hindcast_and_interpret
+    from pipeline.model.run import STATS
 
     # Each scheduled run replaces the products of the last one (forecast stores only).
     path, maps = hindcast_and_interpret(run_dir, store, start=start, end=end, leads=leads,
@@ -230,6 +231,7 @@ def hindcast_task(run_dir: str, store: str, start: dt.date, end: dt.date,
     maps.to_netcdf(parameters)
     written = open_forecast(path)  # its coordinates only: the values stay on disk
     return {"forecast": str(path), "parameters": parameters,
+            "climatology": str(Path(run_dir) / STATS),  # the run's one fit
             "inits": [str(t) for t in written["init_time"].values],
             "leads": [int(v) for v in written["lead"].values],
             "valid_times": [str(t) for t in written["valid_time"].values.ravel()],
@@ -242,25 +244,32 @@ def baseline_task(kind: str, store: str, model: dict, out: str,
                   train_end: dt.date | None) -> str:
     """The `kind` baseline for the issue times and leads of the model's forecast (`model`:
     what hindcast_task returned)."""
+    import xarray as xr
+
     from pipeline.evaluation.baselines import baseline_forecast
 
-    # The model's own fitting period unless told otherwise: one climatology for the model,
+    # The run's own climatology unless told otherwise: one climatology fit for the model,
     # the baselines and the scores.
-    start = None if train_end else model["attrs"].get("climatology_start")
-    end = train_end or model["attrs"].get("climatology_end")
+    fit = {"train_end": train_end} if train_end else {
+        "climatology": xr.load_dataset(model["climatology"])}
     return str(baseline_forecast(kind, store, out, inits=model["inits"], leads=model["leads"],
-                                 train_end=end, train_start=start, overwrite=True))
+                                 overwrite=True, **fit))
 
 
 @task(name="evaluate", cache_policy=NONE)
 def evaluate_task(forecast: str, truth: str, out_dir: str,
-                  references: dict[str, str] | None = None) -> dict:
+                  references: dict[str, str] | None = None,
+                  climatology: str | None = None) -> dict:
     """Score a forecast store (and the baseline stores `references`, name -> store) against
-    the truth; returns paths and the table's rows."""
+    the truth, anomalies against the `climatology` file (the run's stats.nc; default: the
+    truth's over the forecast's climatology period); returns paths and the table's rows."""
     install_progress_artifacts()
+    import xarray as xr
+
     from pipeline.evaluation.metrics import evaluate
 
-    result = evaluate(forecast, truth, out_dir, references=references)
+    result = evaluate(forecast, truth, out_dir, references=references,
+                      climatology=xr.load_dataset(climatology) if climatology else None)
     return {"json": str(result.json_path), "csv": str(result.csv_path),
             "rows": _plain(result.table.to_dict(orient="records")),
             "summary": _plain(result.summary)}

@@ -31,6 +31,7 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from pipeline.climatology import (
     fit_climatology,
@@ -257,8 +258,9 @@ def baseline_forecast(
     *,
     inits,
     leads: int | list[int] = 48,
-    train_end,
+    train_end=None,
     train_start=None,
+    climatology: xr.Dataset | None = None,
     options: dict | None = None,
     overwrite: bool = False,
 ) -> Path | str:
@@ -267,7 +269,9 @@ def baseline_forecast(
     forecast store only with `overwrite`; None: returns the forecast as an in-memory Dataset).
 
     Climatology and baseline are fitted on the store over [train_start, train_end]; the
-    forecast from each issue time sees the observations up to that time only.
+    forecast from each issue time sees the observations up to that time only. With
+    `climatology` (a `fit_climatology` result, e.g. a run's stats.nc) that fit is used as it
+    is, and the baseline is fitted over its period.
     """
     baseline = make_baseline(kind, **(options or {}))
     ds = open_sst(store)
@@ -278,7 +282,13 @@ def baseline_forecast(
     missing = inits.difference(times)
     if len(missing):
         raise ValueError(f"inits: not in the store's time axis: {[str(t) for t in missing]}")
-    stats = fit_climatology(ds.sst, start=train_start, end=train_end, step=step)
+    if climatology is None:
+        if train_end is None:
+            raise ValueError("train_end: expected the end of the fitting period, or a "
+                             "climatology to take it from, got neither")
+        stats = fit_climatology(ds.sst, start=train_start, end=train_end, step=step)
+    else:
+        stats = climatology
     clim = stats["clim"].values  # (season, Y, X)
     weights = lat_weights(ds.lat.values)[:, None] * ocean_mask(clim, ds)
     seasons = seasonal_index(times.values, step)

@@ -91,10 +91,14 @@ def _member_mean(sst):
     return sst.mean("member") if "member" in sst.dims else sst
 
 
-def _scoring_inputs(fc, tr, climatology_start, climatology_end):
+def _scoring_inputs(fc, tr, climatology_start, climatology_end, climatology=None):
     """What every score of forecast `fc` against truth `tr` needs: a function times ->
     truth fields (NaN where unobserved), the climatology (season, Y, X), the time step, the
-    ocean area weights (Y, X) and the climatology period."""
+    ocean area weights (Y, X) and the climatology period. `climatology`: a fit to use as it
+    is (`fit_climatology`'s Dataset, e.g. the run's stats.nc) instead of fitting the truth."""
+    if climatology is not None:
+        climatology_start = climatology_start or climatology.attrs.get("start")
+        climatology_end = climatology_end or climatology.attrs.get("end")
     start = climatology_start or fc.attrs.get("climatology_start")
     end = climatology_end or fc.attrs.get("climatology_end")
     if end is None:
@@ -107,7 +111,9 @@ def _scoring_inputs(fc, tr, climatology_start, climatology_end):
     )):
         raise ValueError("forecast and truth: expected the same lat/lon grid")
     step = store_time_step(tr)
-    clim = fit_climatology(tr.sst, start=start, end=end, step=step)["clim"].values  # (season, Y, X)
+    if climatology is None:
+        climatology = fit_climatology(tr.sst, start=start, end=end, step=step)
+    clim = climatology["clim"].values  # (season, Y, X)
     times = np.concatenate([fc.init_time.values, fc.valid_time.values.ravel()])
     needed = pd.DatetimeIndex(tr.time.values).intersection(pd.DatetimeIndex(times))
     observed = tr.sst.sel(time=needed).load()
@@ -193,6 +199,7 @@ def evaluate(
     regions: list[str] | None = None,
     name: str | None = None,
     references: dict | None = None,
+    climatology=None,
 ) -> MetricsResult:
     """Score a forecast store against the truth store; write metrics.json and metrics.csv.
 
@@ -200,6 +207,8 @@ def evaluate(
     (the training period). The climatology and anomaly-persistence references are built
     from the truth store itself and scored alongside; `references` (name -> forecast store
     with the same issue times and leads, e.g. pipeline.evaluation.baselines output) are scored too.
+    `climatology` (a `fit_climatology` Dataset, e.g. the run's stats.nc) is used as it is
+    instead of a fit of the truth over that period.
     """
     fc = open_forecast(forecast)
     tr = open_sst(truth)
@@ -208,7 +217,7 @@ def evaluate(
         region_mask(fc.lat.values, fc.lon.values, region)  # validates the name
     name = name or str(fc.attrs.get("model", "forecast"))
     at, clim, step, base_w, (start, end) = _scoring_inputs(
-        fc, tr, climatology_start, climatology_end)
+        fc, tr, climatology_start, climatology_end, climatology)
     inits = fc.init_time.values
     valid = fc.valid_time.values  # (I, L)
     weights = {r: base_w * region_mask(tr.lat.values, tr.lon.values, r) for r in regions}

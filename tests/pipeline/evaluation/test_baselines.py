@@ -192,3 +192,17 @@ def test_a_baseline_without_out_is_the_same_forecast_in_memory(model_store, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l.zarr", "sst.zarr"]  # no new store
     np.testing.assert_array_equal(memory.sst.values, stored.sst.values)
     np.testing.assert_array_equal(memory.valid_time.values, stored.valid_time.values)
+
+
+def test_a_baseline_on_a_given_climatology_equals_one_fitted_over_its_period(model_store,
+                                                                             tmp_path):
+    from pipeline.climatology import fit_climatology, open_sst
+
+    fit = fit_climatology(open_sst(model_store).sst, end="1995-12")
+    kw = {"inits": ["1996-01-01", "1996-06-01"], "leads": 3}
+    for kind in ("damped_persistence", "lim"):
+        fitted = baseline_forecast(kind, model_store, None, train_end="1995-12", **kw)
+        given = baseline_forecast(kind, model_store, None, climatology=fit, **kw)
+        np.testing.assert_array_equal(fitted.sst.values, given.sst.values)
+    with pytest.raises(ValueError, match="train_end"):
+        baseline_forecast("persistence", model_store, None, **kw)

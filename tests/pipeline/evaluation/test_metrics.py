@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.evaluation.baselines import baseline_forecast
@@ -160,3 +161,15 @@ def test_weighted_mse_agrees_with_xskillscore(fields):
                     dim=["lat", "lon"], weights=xr.DataArray(weights, dims=("lat", "lon")),
                     skipna=True).values
     np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+
+
+def test_scores_against_a_given_climatology_equal_those_of_the_same_fit(model_store, tmp_path):
+    # The run's stored fit, handed over, gives the scores a fit of the truth would.
+    from pipeline.climatology import fit_climatology, open_sst
+
+    fc = baseline_forecast("persistence", model_store, tmp_path / "p.zarr",
+                           inits=["1996-01-01", "1996-06-01"], leads=3, train_end="1995-12")
+    fit = fit_climatology(open_sst(model_store).sst, end="1995-12")
+    fitted = evaluate(fc, model_store, tmp_path / "a").table
+    given = evaluate(fc, model_store, tmp_path / "b", climatology=fit).table
+    pd.testing.assert_frame_equal(fitted, given)

@@ -34,15 +34,15 @@ def _sst_store(url: str, option: str = "--store") -> None:
 
 
 def _train(args) -> int:
-    from pipeline.model.config import load_config, preset
+    from pipeline.model.config import named_config
     from pipeline.model.train import TrainingDiverged, TrainingInterrupted, train
 
     _sst_store(args.store)
 
-    config = load_config(args.config) if args.config else (
-        preset(args.preset) if args.preset else None)
+    # No --config: a new run takes the default preset, a resumed one its stored config.
+    config = named_config(args.config) if args.config else None
     try:
-        path = train(args.store, args.run, config=config, resume=args.resume,
+        path = train(args.store, args.run_dir, config=config, resume=args.resume,
                      train_end=args.train_end)
     except TrainingInterrupted as stopped:
         print(f"sstcast train: {stopped}", file=sys.stderr)
@@ -59,7 +59,7 @@ def _forecast(args) -> int:
 
     _sst_store(args.store)
 
-    print(forecast(args.run, args.store, args.init, leads=args.leads, out=args.out,
+    print(forecast(args.run_dir, args.store, args.init, leads=args.leads, out=args.out,
                    overwrite=args.overwrite))
     return 0
 
@@ -69,7 +69,7 @@ def _hindcast(args) -> int:
 
     _sst_store(args.store)
 
-    print(hindcast(args.run, args.store, start=args.start, end=args.end, leads=args.leads,
+    print(hindcast(args.run_dir, args.store, start=args.start, end=args.end, leads=args.leads,
                    out=args.out, overwrite=args.overwrite))
     return 0
 
@@ -87,7 +87,7 @@ def _evaluate(args) -> int:
 
 
 OVERWRITE_HELP = "replace --out when it is a forecast store (never any other folder)"
-RUN_HELP = "trained run: its folder or a checkpoint (best.pt) in it"
+RUN_HELP = "trained run folder"
 STORE_HELP = "SST store the forecasts start from (path or fsspec URL)"
 LEADS_HELP = "leads 1..N steps (default: the model's horizon)"
 
@@ -96,17 +96,17 @@ def register(subparsers) -> None:
     """Add this area's subcommands to the `sstcast` parser."""
     p = subparsers.add_parser("train", help="train the Mechanistic Identifier on a store")
     p.add_argument("--store", required=True, help="SST store path or URL")
-    p.add_argument("--run", required=True, help="run directory (checkpoints, logs)")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--config", help="TOML config file (see pipeline.model.config)")
-    group.add_argument("--preset", choices=["default", "paper"], help="a named config")
-    p.add_argument("--resume", action="store_true", help="continue the run in --run")
+    p.add_argument("--run-dir", required=True, help="run folder (checkpoints, logs)")
+    p.add_argument("--config", help="preset name (default, paper) or TOML file (see "
+                   "pipeline.model.config; default: the default preset, or on --resume the "
+                   "run's own)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     p.add_argument("--train-end", type=_date,
                    help="last time used for training and validation (default: all data)")
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser("forecast", help="forecast from one issue time")
-    p.add_argument("--run", required=True, help=RUN_HELP)
+    p.add_argument("--run-dir", required=True, help=RUN_HELP)
     p.add_argument("--store", required=True, help=STORE_HELP)
     p.add_argument("--init", required=True, type=_date,
                    help="issue time YYYY-MM[-DD]; only data up to it is used")
@@ -116,7 +116,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=_forecast)
 
     p = subparsers.add_parser("hindcast", help="forecasts from every issue time in a range")
-    p.add_argument("--run", required=True, help=RUN_HELP)
+    p.add_argument("--run-dir", required=True, help=RUN_HELP)
     p.add_argument("--store", required=True, help=STORE_HELP)
     p.add_argument("--start", required=True, type=_date,
                    help="first issue time YYYY-MM[-DD]")

@@ -140,9 +140,9 @@ def latest_time_task(store: str) -> dt.date:
 
 def _config(config: str):
     """A preset name or a TOML path -> pipeline.model.config.Config."""
-    from pipeline.model.config import PRESETS, load_config, preset
+    from pipeline.model.config import named_config
 
-    return preset(config) if config in PRESETS else load_config(config)
+    return named_config(config)
 
 
 def _trained(folder: Path) -> bool:

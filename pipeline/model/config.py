@@ -26,6 +26,7 @@ __all__ = [
     "TrainConfig",
     "WindowConfig",
     "load_config",
+    "named_config",
     "preset",
 ]
 
@@ -188,6 +189,12 @@ def preset(name: str) -> Config:
     if name not in PRESETS:
         raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {name!r}")
     return PRESETS[name]
+
+
+def named_config(name: str | Path) -> Config:
+    """A preset by name (`default`, `paper`), else the TOML file at `name`: what every
+    `config` parameter and `--config` option means."""
+    return preset(name) if str(name) in PRESETS else load_config(name)
 
 
 def load_config(path: str | Path) -> Config:

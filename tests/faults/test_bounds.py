@@ -59,7 +59,7 @@ def test_a_huge_horizon_is_a_config_error(tmp_path):
 def test_the_cli_refuses_a_huge_horizon(model_store, tmp_path, capsys):
     path = tmp_path / "c.toml"
     path.write_text("[window]\nhorizon = 1000000000\n")
-    code, err = _cli(["train", "--store", str(model_store), "--run", str(tmp_path / "run"),
+    code, err = _cli(["train", "--store", str(model_store), "--run-dir", str(tmp_path / "run"),
                       "--config", str(path)], capsys)
     assert code == 2 and "horizon" in err
     assert not (tmp_path / "run").exists()
@@ -84,7 +84,7 @@ def test_huge_leads_are_refused_at_once_with_little_memory(trained_model_run, tm
 def test_the_cli_refuses_huge_leads_in_a_second(trained_model_run, tmp_path, capsys):
     store, run = trained_model_run
     began = time.monotonic()
-    code, err = _cli(["forecast", "--run", str(run), "--store", str(store), "--init",
+    code, err = _cli(["forecast", "--run-dir", str(run), "--store", str(store), "--init",
                       "1995-12", "--leads", "1000000000", "--out", str(tmp_path / "f.zarr")],
                      capsys)
     assert time.monotonic() - began < 1

@@ -51,7 +51,7 @@ def test_the_cli_prints_one_line_for_a_truncated_checkpoint(
     bad = tmp_path / "run"
     bad.mkdir()
     (bad / LAST).write_bytes((run / LAST).read_bytes()[:1000])
-    code = main(["forecast", "--run", str(bad), "--store", str(store), "--init", "1995-12",
+    code = main(["forecast", "--run-dir", str(bad), "--store", str(store), "--init", "1995-12",
                  "--out", str(tmp_path / "f.zarr")])
     err = capsys.readouterr().err.strip()
     assert code == 2

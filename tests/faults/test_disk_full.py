@@ -42,7 +42,7 @@ def test_the_cli_reports_a_full_disk_in_one_line(
     model_store, tmp_path, tiny_config, monkeypatch, capsys
 ):
     monkeypatch.setattr(train_module.torch, "save", _enospc_torch_save)
-    code = main(["train", "--store", str(model_store), "--run", str(tmp_path / "run")])
+    code = main(["train", "--store", str(model_store), "--run-dir", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert "disk full" in err and "\n" not in err and "Traceback" not in err

@@ -91,7 +91,7 @@ def test_hindcast_never_writes_over_its_input_store(trained_model_run, tmp_path,
     write_store(open_store(store).load(), mine)
     before = digest(mine)
     for extra in ([], ["--overwrite"]):
-        args = ["hindcast", "--run", str(run), "--store", str(mine), "--start", "1996-01",
+        args = ["hindcast", "--run-dir", str(run), "--store", str(mine), "--start", "1996-01",
                 "--end", "1996-02", "--out", str(mine), *extra]
         assert main(args) == 2
         one_line_error(capsys, "sstcast hindcast: error: out:", "an SST store", str(mine))
@@ -103,7 +103,7 @@ def test_forecast_replaces_an_existing_forecast_only_with_overwrite(trained_mode
                                                                     capsys):
     store, run = trained_model_run
     out = tmp_path / "fc.zarr"
-    args = ["forecast", "--run", str(run), "--store", str(store), "--leads", "2",
+    args = ["forecast", "--run-dir", str(run), "--store", str(store), "--leads", "2",
             "--out", str(out)]
     assert main([*args, "--init", "1996-06"]) == 0
     assert main([*args, "--init", "1996-07"]) == 2
@@ -116,7 +116,7 @@ def test_forecast_replaces_an_existing_forecast_only_with_overwrite(trained_mode
 def test_forecast_overwrite_never_clears_other_files(trained_model_run, tmp_path, capsys):
     store, run = trained_model_run
     folder = folder_with_files(tmp_path / "products")
-    assert main(["forecast", "--run", str(run), "--store", str(store), "--init", "1996-06",
+    assert main(["forecast", "--run-dir", str(run), "--store", str(store), "--init", "1996-06",
                  "--leads", "2", "--out", str(folder), "--overwrite"]) == 2
     one_line_error(capsys, "out:", "other files", "refusing to overwrite")
     assert_untouched(folder)

@@ -31,7 +31,7 @@ max_minutes = 5.0
 def test_train_uses_only_data_up_to_train_end(model_store, tmp_path, capsys):
     config = tmp_path / "tiny.toml"
     config.write_text(TINY_TOML)
-    code = main(["train", "--store", str(model_store), "--run", str(tmp_path / "run"),
+    code = main(["train", "--store", str(model_store), "--run-dir", str(tmp_path / "run"),
                  "--config", str(config), "--train-end", "1990-12"])
     assert code == 0
     assert capsys.readouterr().out.strip().endswith("best.pt")
@@ -44,10 +44,10 @@ def test_train_uses_only_data_up_to_train_end(model_store, tmp_path, capsys):
 
 def test_forecast_hindcast_and_evaluate(trained_model_run, tmp_path, capsys):
     store, run = trained_model_run
-    assert main(["forecast", "--run", str(run), "--store", str(store), "--init", "1996-06",
+    assert main(["forecast", "--run-dir", str(run), "--store", str(store), "--init", "1996-06",
                  "--leads", "3", "--out", str(tmp_path / "f.zarr")]) == 0
     assert open_forecast(tmp_path / "f.zarr").lead.size == 3
-    assert main(["hindcast", "--run", str(run), "--store", str(store), "--start", "1996-01",
+    assert main(["hindcast", "--run-dir", str(run), "--store", str(store), "--start", "1996-01",
                  "--end", "1996-04", "--out", str(tmp_path / "h.zarr")]) == 0
     assert open_forecast(tmp_path / "h.zarr").init_time.size == 4
     assert main(["evaluate", "--forecast", str(tmp_path / "h.zarr"), "--truth", str(store),
@@ -60,7 +60,7 @@ def test_forecast_hindcast_and_evaluate(trained_model_run, tmp_path, capsys):
 def test_a_bad_date_is_a_usage_error(trained_model_run, tmp_path):
     store, run = trained_model_run
     with pytest.raises(SystemExit) as exit_info:
-        main(["forecast", "--run", str(run), "--store", str(store), "--init", "June",
+        main(["forecast", "--run-dir", str(run), "--store", str(store), "--init", "June",
               "--out", str(tmp_path / "x.zarr")])
     assert exit_info.value.code == 2
 
@@ -68,7 +68,7 @@ def test_a_bad_date_is_a_usage_error(trained_model_run, tmp_path):
 def test_an_issue_time_without_history_fails_with_one_line(trained_model_run, tmp_path,
                                                            capsys):
     store, run = trained_model_run
-    code = main(["forecast", "--run", str(run), "--store", str(store), "--init", "1980-03",
+    code = main(["forecast", "--run-dir", str(run), "--store", str(store), "--init", "1980-03",
                  "--out", str(tmp_path / "x.zarr")])
     assert code == 2
     assert "history" in capsys.readouterr().err

@@ -78,10 +78,10 @@ def test_ingest_with_start_after_end_is_an_error_in_one_line(tmp_path, capsys):
 def test_commands_on_a_missing_store_fail_before_making_any_folder(tmp_path, capsys, command):
     out = tmp_path / "work"
     args = {
-        "train": ["train", "--run", str(out / "runs" / "r1")],
-        "forecast": ["forecast", "--run", str(out / "r"), "--init", "2000-01",
+        "train": ["train", "--run-dir", str(out / "runs" / "r1")],
+        "forecast": ["forecast", "--run-dir", str(out / "r"), "--init", "2000-01",
                      "--out", str(out / "f.zarr")],
-        "hindcast": ["hindcast", "--run", str(out / "r"), "--start", "2000-01", "--end",
+        "hindcast": ["hindcast", "--run-dir", str(out / "r"), "--start", "2000-01", "--end",
                      "2000-06", "--out", str(out / "h.zarr")],
     }[command]
     code = main(args + ["--store", str(tmp_path / "missing.zarr")])

@@ -89,7 +89,7 @@ def forecast_flow(params: ForecastParameters) -> dict:
     maps = {}
     if params.maps:
         maps = maps_task(model, str(out / "maps"), truth, metrics and metrics["rows"],
-                         parameters, baseline_paths)
+                         parameters, baseline_paths, hindcast["climatology"])
     stores = {"forecast store": model, "truth store": truth, **{
         f"{kind} store": path for kind, path in baseline_paths.items()}}
     files = {"maps": str(out / "maps"), "learned parameters": parameters,

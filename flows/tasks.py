@@ -290,21 +290,24 @@ def truth_covers_task(valid_times: list[str], truth: str) -> bool:
 
 @task(name="maps", cache_policy=NONE)
 def maps_task(forecast: str, out_dir: str, truth: str | None, metrics_rows: list[dict] | None,
-              parameters: str | None, baselines: dict[str, str]) -> dict[str, str]:
+              parameters: str | None, baselines: dict[str, str],
+              climatology: str | None = None) -> dict[str, str]:
     """Draw the standard maps of a forecast run (the score table's rows as evaluate_task
-    returned them); returns name -> PNG path."""
+    returned them; anomalies against the `climatology` file, the run's stats.nc, when it is
+    monthly); returns name -> PNG path."""
     import pandas as pd
     import xarray as xr
 
     from pipeline.data.store import open_store
     from pipeline.forecast_store import open_forecast
-    from pipeline.products.maps import write_forecast_maps
+    from pipeline.products.maps import calendar_climatology, write_forecast_maps
 
     written = write_forecast_maps(
         open_forecast(forecast).load(), out_dir,
         truth=open_store(truth).load() if truth else None,
         metrics=pd.DataFrame(metrics_rows) if metrics_rows else None,
         parameters=xr.load_dataset(parameters) if parameters else None,
+        climatology=calendar_climatology(xr.load_dataset(climatology)) if climatology else None,
         baselines={k: open_forecast(v).load() for k, v in baselines.items()},
     )
     return {name: str(path) for name, path in written.items()}

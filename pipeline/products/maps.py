@@ -56,6 +56,7 @@ DISPLAY_NAMES = {
 __all__ = [
     "BUNDLED_DATA",
     "bias_map",
+    "calendar_climatology",
     "display_name",
     "error_map",
     "forecast_anomaly_map",
@@ -183,6 +184,16 @@ def monthly_climatology(truth: xr.Dataset, *, start=None, end=None) -> xr.DataAr
     if sst.sizes["time"] == 0:
         raise ValueError(f"truth has no time steps between start={start!r} and end={end!r}")
     return sst.groupby("time.month").mean("time")
+
+
+def calendar_climatology(fit: xr.Dataset) -> xr.DataArray | None:
+    """A monthly `pipeline.climatology.fit_climatology` result (e.g. a run's stats.nc) as the
+    (month, lat, lon) climatology the maps draw anomalies against, so that the maps use the
+    run's one fit; None for a weekly or daily fit (its bins are not calendar months)."""
+    if fit.attrs.get("step_units") != "months" or int(fit.attrs.get("step_size", 1)) != 1:
+        return None
+    clim = fit["clim"].rename(season="month")
+    return clim.assign_coords(month=clim["month"].values + 1)
 
 
 def _anomaly(field: xr.DataArray, climatology: xr.DataArray, when) -> xr.DataArray:

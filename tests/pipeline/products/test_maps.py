@@ -373,3 +373,16 @@ def test_write_forecast_maps_writes_the_standard_set(stores, tmp_path):
                             "skill_vs_lead"}
     for path in written.values():
         assert path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 10_000
+
+
+def test_a_runs_monthly_fit_is_the_calendar_climatology_of_the_maps(stores):
+    # The run's one fit, handed to the maps, is the climatology they would fit themselves.
+    from pipeline.climatology import fit_climatology
+
+    _, _, full = stores
+    fit = fit_climatology(full["sst"], end=str(full.time.values[-1])[:10])
+    np.testing.assert_allclose(maps.calendar_climatology(fit).values,
+                               maps.monthly_climatology(full).values, rtol=1e-5)
+    assert list(maps.calendar_climatology(fit)["month"].values) == list(range(1, 13))
+    weekly = fit.assign_attrs(step_units="weeks")
+    assert maps.calendar_climatology(weekly) is None

@@ -1,4 +1,7 @@
-"""The `sstcast` command line. Each area registers its own subcommands:
+"""The `sstcast` command line, one definition: every command's options are generated from
+its typed parameter model in flows/params.py (flows/cli_options.py), the models the flows
+take, so one concept has one name everywhere (`--run-dir`, `--config`, `--store`, ...).
+Each area registers its own subcommands:
 
 - flows/cli_data.py  -> ingest, info, export
 - flows/cli_model.py -> train, forecast, hindcast, evaluate

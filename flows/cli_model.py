@@ -1,25 +1,20 @@
 """Subcommands of `sstcast` (see flows/cli.py): train, forecast, hindcast, evaluate.
 
-Thin handlers: parse, call the pipeline function, print where the result went.
+Thin handlers: the typed parameters in, the pipeline function called, where the result went
+printed.
 """
 
 from __future__ import annotations
 
-import argparse
-import re
 import sys
 
-import pandas as pd
-
-
-def _date(text: str) -> pd.Timestamp:
-    """YYYY-MM or YYYY-MM-DD."""
-    if not re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", text):
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM or YYYY-MM-DD, got {text!r}")
-    try:
-        return pd.Timestamp(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a valid date: {text!r}") from None
+from flows.cli_options import command
+from flows.params import (
+    EvaluateParameters,
+    HindcastParameters,
+    IssueParameters,
+    TrainParameters,
+)
 
 
 def _sst_store(url: str, option: str = "--store") -> None:
@@ -33,17 +28,16 @@ def _sst_store(url: str, option: str = "--store") -> None:
                          f"{url!r} ({found})")
 
 
-def _train(args) -> int:
+def _train(params: TrainParameters, args) -> int:
     from pipeline.model.config import named_config
     from pipeline.model.train import TrainingDiverged, TrainingInterrupted, train
 
-    _sst_store(args.store)
-
+    _sst_store(params.store)
     # No --config: a new run takes the default preset, a resumed one its stored config.
-    config = named_config(args.config) if args.config else None
+    config = named_config(params.config) if "config" in params.model_fields_set else None
     try:
-        path = train(args.store, args.run_dir, config=config, resume=args.resume,
-                     train_end=args.train_end)
+        path = train(params.store, params.run_folder(), config=config, resume=params.resume,
+                     train_end=params.train_end)
     except TrainingInterrupted as stopped:
         print(f"sstcast train: {stopped}", file=sys.stderr)
         return 130
@@ -54,31 +48,30 @@ def _train(args) -> int:
     return 0
 
 
-def _forecast(args) -> int:
+def _forecast(params: IssueParameters, args) -> int:
     from pipeline.model.forecast import forecast
 
-    _sst_store(args.store)
-
-    print(forecast(args.run_dir, args.store, args.init, leads=args.leads, out=args.out,
-                   overwrite=args.overwrite))
+    _sst_store(params.store)
+    print(forecast(params.run_dir, params.store, params.init, leads=params.leads,
+                   out=params.out, overwrite=params.overwrite))
     return 0
 
 
-def _hindcast(args) -> int:
+def _hindcast(params: HindcastParameters, args) -> int:
     from pipeline.model.forecast import hindcast
 
-    _sst_store(args.store)
-
-    print(hindcast(args.run_dir, args.store, start=args.start, end=args.end, leads=args.leads,
-                   out=args.out, overwrite=args.overwrite))
+    _sst_store(params.store)
+    print(hindcast(params.run_dir, params.store, start=params.start, end=params.end,
+                   leads=params.leads, out=params.out, overwrite=params.overwrite))
     return 0
 
 
-def _evaluate(args) -> int:
+def _evaluate(params: EvaluateParameters, args) -> int:
     from pipeline.evaluation.metrics import evaluate
 
-    result = evaluate(args.forecast, args.truth, args.out,
-                      climatology_end=args.climatology_end, regions=args.regions)
+    result = evaluate(params.forecast, params.truth, params.out,
+                      climatology_end=params.climatology_end,
+                      regions=list(params.regions) if params.regions else None)
     summary = result.table.groupby(["forecast", "region"])[
         ["rmse", "acc", "skill_vs_climatology"]].mean()
     print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
@@ -86,52 +79,13 @@ def _evaluate(args) -> int:
     return 0
 
 
-OVERWRITE_HELP = "replace --out when it is a forecast store (never any other folder)"
-RUN_HELP = "trained run folder"
-STORE_HELP = "SST store the forecasts start from (path or fsspec URL)"
-LEADS_HELP = "leads 1..N steps (default: the model's horizon)"
-
-
 def register(subparsers) -> None:
     """Add this area's subcommands to the `sstcast` parser."""
-    p = subparsers.add_parser("train", help="train the Mechanistic Identifier on a store")
-    p.add_argument("--store", required=True, help="SST store path or URL")
-    p.add_argument("--run-dir", required=True, help="run folder (checkpoints, logs)")
-    p.add_argument("--config", help="preset name (default, paper) or TOML file (see "
-                   "pipeline.model.config; default: the default preset, or on --resume the "
-                   "run's own)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    p.add_argument("--train-end", type=_date,
-                   help="last time used for training and validation (default: all data)")
-    p.set_defaults(func=_train)
-
-    p = subparsers.add_parser("forecast", help="forecast from one issue time")
-    p.add_argument("--run-dir", required=True, help=RUN_HELP)
-    p.add_argument("--store", required=True, help=STORE_HELP)
-    p.add_argument("--init", required=True, type=_date,
-                   help="issue time YYYY-MM[-DD]; only data up to it is used")
-    p.add_argument("--leads", type=int, help=LEADS_HELP)
-    p.add_argument("--out", required=True, help="forecast store to write")
-    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    p.set_defaults(func=_forecast)
-
-    p = subparsers.add_parser("hindcast", help="forecasts from every issue time in a range")
-    p.add_argument("--run-dir", required=True, help=RUN_HELP)
-    p.add_argument("--store", required=True, help=STORE_HELP)
-    p.add_argument("--start", required=True, type=_date,
-                   help="first issue time YYYY-MM[-DD]")
-    p.add_argument("--end", required=True, type=_date,
-                   help="last issue time YYYY-MM[-DD] (every step from --start to it)")
-    p.add_argument("--leads", type=int, help=LEADS_HELP)
-    p.add_argument("--out", required=True, help="forecast store to write")
-    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    p.set_defaults(func=_hindcast)
-
-    p = subparsers.add_parser("evaluate", help="score a forecast store against the truth")
-    p.add_argument("--forecast", required=True, help="forecast store")
-    p.add_argument("--truth", required=True, help="SST store")
-    p.add_argument("--out", required=True, help="folder for metrics.json and metrics.csv")
-    p.add_argument("--climatology-end", type=_date,
-                   help="end of the climatology period (default: the forecast's attribute)")
-    p.add_argument("--regions", nargs="+", help="default: all (global tropics nh sh nino34)")
-    p.set_defaults(func=_evaluate)
+    command(subparsers, "train", TrainParameters, _train,
+            help="train the Mechanistic Identifier on a store")
+    command(subparsers, "forecast", IssueParameters, _forecast,
+            help="forecast from one issue time")
+    command(subparsers, "hindcast", HindcastParameters, _hindcast,
+            help="forecasts from every issue time in a range")
+    command(subparsers, "evaluate", EvaluateParameters, _evaluate,
+            help="score a forecast store against the truth")

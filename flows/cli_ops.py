@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import typing
 from pathlib import Path
 
+from flows.cli_options import add_options, parameters
 from flows.deployments import CRONS, DEPLOYMENTS
 from flows.params import (
+    DemoParameters,
     ForecastParameters,
     IngestParameters,
     OperationParameters,
@@ -66,29 +67,6 @@ DEMO = {"start": "1990-01-01", "end": "2006-12-01", "train_end": "2003-12-01",
 # --------------------------------------------------------------------------- parsers
 
 
-def _option(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _add_model_options(parser: argparse.ArgumentParser, model, skip=()) -> None:
-    """One option per field of a parameters model (values parsed by pydantic later)."""
-    for name, field in model.model_fields.items():
-        if name in skip:
-            continue
-        help_text = field.description or ""
-        if field.annotation is bool:  # --new-run / --no-new-run, not --new-run true
-            parser.add_argument(_option(name), dest=name, default=None,
-                                action=argparse.BooleanOptionalAction,
-                                help=f"{help_text} (default: {'yes' if field.default else 'no'})")
-            continue
-        if field.default is not None and not field.is_required():
-            help_text += f" (default: {field.default})"
-        # Required fields are required options, so argparse says so in the usage and in one
-        # line (not pydantic's report) when one is missing.
-        parser.add_argument(_option(name), dest=name, default=None, help=help_text,
-                            metavar=name.upper(), required=field.is_required())
-
-
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dask-address", default=None,
                         help="dask scheduler address (tcp://host:8786) for the flows' dask "
@@ -105,7 +83,7 @@ def register(subparsers) -> None:
     flows = run.add_subparsers(dest="flow", required=True, metavar="FLOW")
     for name, model in FLOWS.items():
         sub = flows.add_parser(name, help=(model.__doc__ or "").strip().splitlines()[0])
-        _add_model_options(sub, model)
+        add_options(sub, model)
         _add_common(sub)
         sub.set_defaults(func=run_command)
 
@@ -131,51 +109,17 @@ def register(subparsers) -> None:
 
     demo = subparsers.add_parser("demo", help="run the whole pipeline on synthetic data "
                                  "with a small model and print where the products are")
-    demo.add_argument("--workdir", default="demo-output",
-                      help="output folder (default: demo-output)")
+    add_options(demo, DemoParameters)
     _add_common(demo)
     demo.set_defaults(func=demo_command)
 
 
 def _add_operation_options(parser: argparse.ArgumentParser) -> None:
     """The options of `serve` and `deployments`: OperationParameters and one cron each."""
-    _add_model_options(parser, OperationParameters)
+    add_options(parser, OperationParameters)
     for d in DEPLOYMENTS:
         parser.add_argument(f"--{d.option}-cron", default=d.cron,
                             help=f"cron schedule (UTC) of {d.full_name} (default: '{d.cron}')")
-
-
-def _one_line(error) -> str:
-    """A pydantic ValidationError as one line: `--option: message, got value; ...`."""
-    errors = getattr(error, "errors", None)
-    if not callable(errors):
-        return str(error)
-    parts = []
-    for item in errors():
-        name = str(item["loc"][0]) if item.get("loc") else ""
-        message = str(item.get("msg", "")).removeprefix("Value error, ")
-        if not name or message.startswith(name + ":"):  # our validators name the field
-            parts.append(message)
-            continue
-        got = item.get("input")
-        got = "" if isinstance(got, dict) else f", got {got!r}"
-        parts.append(f"{_option(name)}: {message}{got}")
-    return "; ".join(parts)
-
-
-def _parameters(model, args: argparse.Namespace, **fixed):
-    """Build a parameters model from the options given on the command line."""
-    values = {name: getattr(args, name) for name in model.model_fields
-              if getattr(args, name, None) is not None}
-    for name, value in list(values.items()):
-        annotation = typing.get_origin(model.model_fields[name].annotation)
-        if annotation is tuple:  # comma-separated lists, e.g. --baselines climatology,persistence
-            values[name] = tuple(v for v in value.split(",") if v)
-    values.update(fixed)
-    try:
-        return model.model_validate(values)
-    except Exception as error:  # pydantic.ValidationError -> one clear CLI error
-        raise ValueError(_one_line(error)) from None
 
 
 def _prepare(args: argparse.Namespace, *, home: str | None = None) -> None:
@@ -187,7 +131,7 @@ def _prepare(args: argparse.Namespace, *, home: str | None = None) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """`sstcast run FLOW ...`: one flow run, printed result as JSON."""
-    params = _parameters(FLOWS[args.flow], args)
+    params = parameters(FLOWS[args.flow], args)
     if args.flow in ("train", "forecast"):  # before Prefect starts or any folder is made
         from flows.cli_model import _sst_store
 
@@ -248,7 +192,7 @@ def check_takeover(replace: bool) -> None:
 
 def serve_command(args: argparse.Namespace) -> int:
     """`sstcast serve`: register the deployments and run their schedules until stopped."""
-    params = _parameters(OperationParameters, args)
+    params = parameters(OperationParameters, args)
     crons = _crons(args)
     _prepare(args)
     from prefect import serve
@@ -263,7 +207,7 @@ def deployments_command(args: argparse.Namespace) -> int:
     """`sstcast deployments`: the deployments of `serve` as prefect.yaml."""
     from flows.deployments import prefect_yaml
 
-    params = _parameters(OperationParameters, args)
+    params = parameters(OperationParameters, args)
     text = prefect_yaml(params, crons=_crons(args), dask_address=args.dask_address)
     if args.output == "-":
         print(text, end="")
@@ -274,7 +218,7 @@ def deployments_command(args: argparse.Namespace) -> int:
 
 def demo_command(args: argparse.Namespace) -> int:
     """`sstcast demo`: the whole pipeline on synthetic data, small model, local Prefect."""
-    workdir = Path(args.workdir).resolve()
+    workdir = Path(parameters(DemoParameters, args).workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "demo-config.toml"
     config.write_text(DEMO_CONFIG)

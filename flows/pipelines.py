@@ -10,7 +10,6 @@ tasks): see the trust boundary in flows/tasks.py.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -42,18 +41,18 @@ from flows.tasks import (
 def ingest_flow(params: IngestParameters, dask_address: str | None = None) -> dict:
     """Fetch the source's files (cached, retried) and append them to the zarr store."""
     files = fetch_task(params.source, params.download_dir(), params.start, params.end,
-                       params.mirror)
+                       params.mirror, params.file, params.variable,
+                       params.synthetic_resolution)
     return store_task(files, params.source, params.store, params.grid, params.freq,
-                      params.start, params.end, dask_address, params.units)
+                      params.start, params.end, dask_address, params.units, params.file,
+                      params.variable, params.synthetic_resolution)
 
 
 @flow(name="train", log_prints=True, persist_result=False)
 def train_flow(params: TrainParameters) -> str:
     """Train the Mechanistic Identifier (S-MNN) on the store; returns the checkpoint path."""
-    run_dir = params.run_dir
-    if params.new_run:
-        run_dir = str(Path(run_dir) / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ"))
-    return train_task(params.store, run_dir, params.config, params.resume, params.train_end)
+    return train_task(params.store, params.run_folder(), params.config, params.resume,
+                      params.train_end)
 
 
 @flow(name="forecast", log_prints=True, persist_result=False, task_runner=dask_runner())

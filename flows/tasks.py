@@ -101,12 +101,16 @@ def _plain(value):
 
 @task(name="fetch", **_IO, persist_result=False)
 def fetch_task(source: str, dest_dir: str, start: dt.date | None, end: dt.date | None,
-               mirror: str | None) -> list[str]:
-    """Download (or generate, for `synthetic`) the source's files into `dest_dir`."""
+               mirror: str | None, file: str | None = None, variable: str | None = None,
+               resolution: float | None = None) -> list[str]:
+    """Download (or generate, for `synthetic`) the source's files into `dest_dir`; `file`
+    and `variable` name the local-cf source's file, `resolution` a synthetic grid."""
     install_progress_artifacts()
     from pipeline.data.fetch import fetch_files
+    from pipeline.data.sources import get_source
 
-    files = fetch_files(source, dest_dir, start=start, end=end, mirror=mirror)
+    entry = get_source(source, resolution=resolution, file=file, variable=variable)
+    files = fetch_files(entry, dest_dir, start=start, end=end, mirror=mirror)
     get_run_logger().info("fetched %d file(s) of %s into %s", len(files), source, dest_dir)
     return [str(f) for f in files]
 
@@ -115,14 +119,17 @@ def fetch_task(source: str, dest_dir: str, start: dt.date | None, end: dt.date |
 def store_task(files: list[str], source: str, store: str, grid: float | None,
                freq: str | None = None, start: dt.date | None = None,
                end: dt.date | None = None, dask_address: str | None = None,
-               units: str | None = None) -> dict:
+               units: str | None = None, file: str | None = None,
+               variable: str | None = None, resolution: float | None = None) -> dict:
     """Preprocess the fetched files and append them to the canonical zarr store (idempotent,
     so a retry after a failed write is safe); dask work goes to `dask_address` if given."""
     install_progress_artifacts()
     from pipeline.data.ingest import dask_client, files_to_store
+    from pipeline.data.sources import get_source
 
+    entry = get_source(source, resolution=resolution, file=file, variable=variable)
     with dask_client(dask_address):
-        result = files_to_store([Path(f) for f in files], source, store, grid=grid,
+        result = files_to_store([Path(f) for f in files], entry, store, grid=grid,
                                 freq=freq, start=start, end=end, units=units)
     return _plain(result)
 

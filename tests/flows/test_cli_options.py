@@ -98,3 +98,23 @@ def test_run_train_on_a_missing_store_fails_before_prefect_starts(tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("sstcast run: error: --store: expected an SST store")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_every_command_is_built_from_a_typed_model_and_dates_read_the_same_everywhere():
+    import datetime as dt
+
+    from flows.params import HindcastParameters, TrainParameters
+
+    parser = build_parser()
+    # One name for the run folder: the flow's field, on the direct command and under `run`.
+    for argv in (["train", "--store", "s", "--run-dir", "r"],
+                 ["run", "train", "--store", "s", "--run-dir", "r"]):
+        assert parser.parse_args(argv).run_dir == "r"
+    assert TrainParameters(store="s", run_dir="r", train_end="1990-12").train_end == (
+        dt.date(1990, 12, 1))
+    hindcast = HindcastParameters(run_dir="r", store="s", start="1996-01", end="1996-04-01",
+                                  out="h.zarr")
+    assert (hindcast.start, hindcast.end) == (dt.date(1996, 1, 1), dt.date(1996, 4, 1))
+    for bad in ("1996-13", "1996-04-31", "June"):
+        with pytest.raises(ValueError, match="expected a date YYYY-MM"):
+            HindcastParameters(run_dir="r", store="s", start=bad, end="1996-04", out="h")

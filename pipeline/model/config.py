@@ -74,6 +74,15 @@ class ModelConfig(_Frozen):
     align_weight: float = Field(
         0.0, ge=0.0, description="weight of the multi-view latent alignment loss (0: off)"
     )
+    mode_leads: int = Field(
+        12, ge=0, le=MAX_STEPS, description="leads out to which the mode dynamics (a coupled "
+        "S-MNN ODE over the context modes) forecast the modes' part of the field, tapering to "
+        "the local network alone at twice this (0: off; needs context_modes)"
+    )
+    mode_harmonics: int = Field(
+        2, ge=0, le=6, description="seasonal harmonics of the mode dynamics' coefficients "
+        "(0: constant coefficients, a linear inverse model)"
+    )
 
 
 
@@ -118,6 +127,11 @@ class TrainConfig(_Frozen):
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     max_loss: float = Field(1e4, gt=0.0, description="a loss above this counts as diverged")
     log_every: int = Field(10, ge=1)
+    mode_steps: int = Field(
+        150, ge=0, description="optimiser steps (full batch) of the mode dynamics, after the "
+        "network; validated every 10, stopped after 5 without improvement"
+    )
+    mode_lr: float = Field(1e-3, gt=0.0, description="learning rate of the mode dynamics")
     max_minutes: float | None = Field(
         25.0, gt=0.0,
         description="wall-clock budget; the lr schedule then follows elapsed time as well "
@@ -149,6 +163,9 @@ class Config(_Frozen):
         if self.model.context_modes and not self.model.covariates:
             raise ValueError("model.context_modes needs model.covariates = true (the mode "
                              "amplitudes are encoder covariates)")
+        if self.model.mode_leads and not self.model.context_modes:
+            raise ValueError("model.mode_leads needs model.context_modes > 0 (the mode "
+                             "dynamics forecast the context modes); set mode_leads = 0")
         if self.model.n_dct > self.window.context:
             raise ValueError(
                 f"model.n_dct ({self.model.n_dct}) must be <= window.context "
@@ -173,6 +190,7 @@ PRESETS: dict[str, Config] = {
             dtype="float64",
             covariates=False,
             context_modes=0,
+            mode_leads=0,
             level_window=0,
         ),
         window=WindowConfig(context=208, horizon=208, location_stride=1),

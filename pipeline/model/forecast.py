@@ -22,8 +22,9 @@ import xarray as xr
 from pipeline.climatology import ocean_mask, open_sst, seasonal_index, store_time_step
 from pipeline.data.store import check_writable
 from pipeline.forecast_store import ForecastWriter, valid_times
+from pipeline.model.dynamics import blend, blend_weights
 from pipeline.model.modes import TENDENCY_LAG, mode_features, project
-from pipeline.model.run import STATS, default_device, load_model
+from pipeline.model.run import STATS, default_device, load_dynamics, load_model
 from pipeline.model.windows import covariates, normalised_anomalies, ocean_locations
 from pipeline.progress import Progress
 from smnn import SolveError
@@ -81,6 +82,9 @@ class _Runner:
         self.stats_attrs = dict(stats.attrs)
         self.eof = stats["eof"].values if "eof" in stats else None
         self.amplitude_std = stats["amplitude_std"].values if "eof" in stats else None
+        self.pattern = stats["pattern"].values if "pattern" in stats else None
+        self.dynamics = (load_dynamics(run_dir) if self.config.model.mode_leads
+                         and self.pattern is not None else None)
         self.ds = open_sst(store)
         self.times = self.ds.time.values
         self.step = store_time_step(self.ds)
@@ -132,6 +136,24 @@ class _Runner:
         amplitudes = project(self.ds.sst, self.clim, self.seasons, self.eof, first,
                              int(issues.max()) + 1)
         return mode_features(amplitudes, self.amplitude_std, 0)[issues - first]
+
+    @torch.no_grad()
+    def with_mode_dynamics(self, issues: np.ndarray, leads: np.ndarray, values: np.ndarray,
+                           valid_seasons: np.ndarray) -> np.ndarray:
+        """values (I, L, Y, X) °C, the network's forecasts, with the modes' part replaced by
+        the mode dynamics' forecast (pipeline.model.dynamics.blend); unchanged without them."""
+        if self.dynamics is None:
+            return values
+        first, last = int(issues.min()), int(issues.max()) + 1
+        amplitudes = project(self.ds.sst, self.clim, self.seasons, self.eof, first, last)
+        a0 = amplitudes[issues - first] / self.amplitude_std  # (I, M), each from its own step
+        future = self.dynamics(torch.from_numpy(a0), torch.from_numpy(self.seasons[issues]),
+                               int(leads.max()))  # (I, H, M)
+        modes = future.numpy()[:, leads - 1] * self.amplitude_std  # (I, L, M)
+        anomaly = values - self.clim[valid_seasons]
+        weights = blend_weights(leads, self.config.model.mode_leads)
+        return self.clim[valid_seasons] + blend(anomaly, modes, self.eof, self.pattern,
+                                                weights)
 
     @torch.no_grad()
     def predict(self, context: np.ndarray, cov: np.ndarray) -> dict[str, np.ndarray]:
@@ -227,6 +249,7 @@ def _hindcast(run_dir, store, *, start, end, leads, out, every: int = 1, batch_s
                 if maps is not None and mapped in group:
                     maps.add(iy, ix, out_block, int(np.flatnonzero(group == mapped)[0]))
                 bar.update(len(group) * len(iy))
+            values = runner.with_mode_dynamics(group, lead_values, values, valid_seasons)
             for i in range(len(group)):
                 writer.write(g + i, values[i])
     if maps is not None and mapped not in issues:

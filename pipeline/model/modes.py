@@ -42,7 +42,8 @@ def fit_modes(
     sst: (time, lat, lon); clim: (season, Y, X); seasons: (T,) season index of each step;
     sample: (Y, X) bool, the ocean points used (weights cos(lat) there, zero elsewhere).
     Returns `eof` (mode, lat, lon), the area-weighted projection pattern (zero off the
-    sample), and `amplitude_std` (mode), both float64, in a Dataset with the lat/lon
+    sample), `amplitude_std` (mode), and `pattern` (mode, lat, lon), each mode's anomaly
+    field in °C per unit amplitude on every ocean point, all float64, in a Dataset with the lat/lon
     coordinates.
     """
     lat = sst.lat.values
@@ -64,10 +65,19 @@ def fit_modes(
     eof = np.zeros((n_modes, sample.size))
     eof[:, points] = vectors
     eof = eof.reshape(n_modes, *sample.shape) * weights  # amplitude = sum(anomaly * eof)
-    amplitude_std = (x @ vectors.T).std(0)
+    amplitudes = x @ vectors.T  # (T, M)
+    amplitude_std = amplitudes.std(0)
     amplitude_std[amplitude_std == 0] = 1.0
+    # Each mode's field on every ocean point (not only the sample): the regression of the
+    # anomalies on its amplitude; on the sample it is the EOF divided by its weights.
+    pattern = np.zeros((n_modes, *sample.shape))
+    power = np.maximum((amplitudes**2).sum(0), 1e-12)
+    for y0, y1 in _rows(len(lat)):
+        block = _anomaly_rows(sst, clim, seasons, 0, end + 1, y0, y1)
+        pattern[:, y0:y1] = np.einsum("tm,tyx->myx", amplitudes, block) / power[:, None, None]
     return xr.Dataset(
-        {"eof": (("mode", "lat", "lon"), eof), "amplitude_std": ("mode", amplitude_std)},
+        {"eof": (("mode", "lat", "lon"), eof), "amplitude_std": ("mode", amplitude_std),
+         "pattern": (("mode", "lat", "lon"), pattern)},
         coords={"lat": lat, "lon": sst.lon.values},
     )
 

@@ -5,6 +5,7 @@
     last.pt        the latest checkpoint (weights, optimiser, data position, RNG state)
     best.pt        the weights with the lowest validation loss (or the final ones)
     metrics.jsonl  one JSON object per log line / validation
+    dynamics.pt    the mode dynamics (pipeline.model.dynamics), when the model uses them
 
 Checkpoints hold only tensors and plain values (config as a dict) so they load with
 `torch.load(..., weights_only=True)`. Training writes a run (pipeline.model.train);
@@ -20,11 +21,16 @@ from pathlib import Path
 import torch
 
 from pipeline.model.config import Config, config_from_dict
+from pipeline.model.dynamics import ModeDynamics
 from pipeline.model.network import MechanisticIdentifier
 
-__all__ = ["BEST", "LAST", "LOG", "STATS", "default_device", "load_checkpoint", "load_model"]
+__all__ = [
+    "BEST", "DYNAMICS", "LAST", "LOG", "STATS", "default_device", "load_checkpoint",
+    "load_dynamics", "load_model",
+]
 
 LAST, BEST, STATS, LOG = "last.pt", "best.pt", "stats.nc", "metrics.jsonl"
+DYNAMICS = "dynamics.pt"
 
 
 def default_device() -> torch.device:
@@ -64,3 +70,21 @@ def load_model(run_dir) -> tuple[MechanisticIdentifier, Config, dict]:
     model.load_state_dict(state["model"])
     model.eval()
     return model, config, state
+
+
+def load_dynamics(run_dir) -> ModeDynamics | None:
+    """The run's mode dynamics, or None when it has none (a model without them, or a run
+    trained before they existed)."""
+    path = Path(run_dir) / DYNAMICS
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        dynamics = ModeDynamics(*state["shape"])
+        dynamics.load_state_dict(state["model"])
+    except (EOFError, pickle.UnpicklingError, RuntimeError, OSError, KeyError, TypeError,
+            ValueError) as error:
+        raise ValueError(f"{path} is corrupt or not an sstcast mode-dynamics file "
+                         f"({type(error).__name__}); delete it, or train again") from None
+    dynamics.eval()
+    return dynamics

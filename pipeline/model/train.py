@@ -35,9 +35,18 @@ from pipeline.climatology import (
 )
 from pipeline.data.store import guard_write
 from pipeline.model.config import Config, config_from_dict
-from pipeline.model.modes import fit_modes
+from pipeline.model.dynamics import fit_mode_dynamics
+from pipeline.model.modes import fit_modes, project
 from pipeline.model.network import MechanisticIdentifier
-from pipeline.model.run import BEST, LAST, LOG, STATS, default_device, load_checkpoint
+from pipeline.model.run import (
+    BEST,
+    DYNAMICS,
+    LAST,
+    LOG,
+    STATS,
+    default_device,
+    load_checkpoint,
+)
 from pipeline.model.windows import (
     BlockBatchSampler,
     WindowDataset,
@@ -312,6 +321,9 @@ class Trainer:
         self.device = default_device()
         self.dist = _Distributed(self.device)
         stats = self._stats(ds, saved, fit_end, train_split.target_end)
+        self.ds, self.stats = ds, stats
+        self.ends = (train_split.target_end,
+                     None if val_split is None else val_split.target_end)
         self.train_data = WindowDataset(store, stats, train_split, config.window)
         self.val_data = (
             WindowDataset(store, stats, val_split, config.window,
@@ -380,6 +392,8 @@ class Trainer:
                 self.checkpoint(self.last_path)
                 if self.val_data is None or not (self.run_dir / BEST).exists():
                     self.checkpoint(self.run_dir / BEST)
+            if self.dist.rank == 0 and not (self.run_dir / DYNAMICS).exists():
+                self._fit_dynamics()
         finally:
             bar.close()
             with contextlib.suppress(Exception):
@@ -507,6 +521,31 @@ class Trainer:
                 f"stopped by signal {signal.Signals(int(signalled)).name} at step "
                 f"{s.step}; checkpoint {self.last_path}; resume=True continues"
             )
+
+    def _fit_dynamics(self) -> None:
+        """The mode dynamics (pipeline.model.dynamics), fitted on the same split once the
+        network is trained; their validation losses go to the log."""
+        m, t = self.config.model, self.config.train
+        if not m.mode_leads or "eof" not in self.stats:
+            return
+        fit_end, val_end = self.ends
+        last = fit_end if val_end is None else val_end
+        seasons = seasonal_index(self.ds.time.values, store_time_step(self.ds))
+        clim = self.stats["clim"].values
+        amplitudes = project(self.ds.sst, clim, seasons, self.stats["eof"].values, 0, last + 1)
+        start = time.perf_counter()
+        dynamics, summary = fit_mode_dynamics(
+            amplitudes, self.stats["amplitude_std"].values, seasons[: last + 1], clim.shape[0],
+            fit_end=fit_end, val_end=val_end, horizon=self.config.window.horizon,
+            harmonics=m.mode_harmonics, steps=t.mode_steps, lr=t.mode_lr,
+        )
+        _save(self.run_dir / DYNAMICS, {
+            "model": dynamics.state_dict(),
+            "shape": [dynamics.n_modes, dynamics.n_seasons, dynamics.harmonics],
+            "summary": summary,
+        })
+        self.log({"step": self.state.step, "mode_dynamics": summary,
+                  "seconds": time.perf_counter() - start})
 
     def checkpoint(self, path: Path) -> None:
         if self.dist.rank == 0:

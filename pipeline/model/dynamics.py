@@ -1,0 +1,159 @@
+"""Mode dynamics: the run's leading EOF amplitudes forecast by one coupled linear ODE,
+solved with S-MNN.
+
+    da/dt = A(s) a + b(s)     a (M,): amplitudes / their fitting-period std; s: the season
+    A(s) = A0 + sum_h sin(2 pi h s / n) A_h + cos(2 pi h s / n) A'_h      (b alike)
+
+With the seasonal terms and b at zero this is a linear inverse model (Penland & Sardeshmukh
+1995): A0 starts at log(G) / lag of the propagator G = C(lag) C(0)^-1 fitted on the training
+amplitudes, so training through the S-MNN solve starts from the LIM and keeps only what
+lowers the validation error (mostly the seasonal cycle of the growth rates, ENSO's phase
+locking). In S-MNN terms: E = D = M equations and variables, order 1, unit steps.
+
+Why: the local network (pipeline.model.network) forecasts each location from its own past
+and sees the basin-scale modes only as covariates; it carries the recent level and local
+persistence well but not ENSO's evolution. `blend` therefore replaces the modes' part of the
+network's forecast field by this forecast out to `mode_leads`, tapering to the network alone
+at twice that, where the modes have no skill left.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+import smnn
+
+__all__ = ["ModeDynamics", "blend", "blend_weights", "fit_mode_dynamics", "lim_generator"]
+
+DTYPE = torch.float64
+VALIDATE_EVERY = 10  # optimiser steps between validations
+PATIENCE = 5  # validations without improvement before stopping
+
+
+def lim_generator(amplitudes: np.ndarray, lag: int = 1) -> np.ndarray:
+    """The LIM's generator log(G) / lag (M, M), G = C(lag) C(0)^-1, from amplitudes (T, M)."""
+    x, y = amplitudes[:-lag], amplitudes[lag:]
+    propagator = (y.T @ x) @ np.linalg.pinv(x.T @ x)
+    values, vectors = np.linalg.eig(propagator)
+    # A negative or zero eigenvalue has no real logarithm; clip to a fast decay instead.
+    logs = np.log(np.where(np.abs(values) > 1e-6, values, 1e-6).astype(complex))
+    return (vectors @ np.diag(logs) @ np.linalg.pinv(vectors)).real / lag
+
+
+class ModeDynamics(nn.Module):
+    """forward(a0 (B, M), season0 (B,) int, horizon H) -> amplitudes (B, H, M) at steps
+    1..H after the issue time, each step advancing the season by one."""
+
+    def __init__(self, n_modes: int, n_seasons: int, harmonics: int,
+                 generator: np.ndarray | None = None):
+        super().__init__()
+        self.n_modes, self.n_seasons, self.harmonics = n_modes, n_seasons, harmonics
+        a0 = torch.zeros(n_modes, n_modes) if generator is None else torch.from_numpy(generator)
+        self.generator = nn.Parameter(a0.to(DTYPE))
+        self.seasonal = nn.Parameter(torch.zeros(2 * harmonics, n_modes, n_modes, dtype=DTYPE))
+        self.forcing = nn.Parameter(torch.zeros(2 * harmonics + 1, n_modes, dtype=DTYPE))
+        self.ode = smnn.ODELayer(weight_init=10.0, solve_dtype=DTYPE)
+
+    def _harmonics(self, seasons: torch.Tensor) -> torch.Tensor:
+        angle = 2 * math.pi * seasons.to(DTYPE) / self.n_seasons
+        parts = [f(h * angle) for h in range(1, self.harmonics + 1) for f in (torch.sin,
+                                                                               torch.cos)]
+        return torch.stack(parts, -1) if parts else angle[..., :0]
+
+    def forward(self, a0: torch.Tensor, season0: torch.Tensor, horizon: int) -> torch.Tensor:
+        batch, m = a0.shape
+        t = horizon + 1  # the issue time and the H steps after it
+        seasons = (season0[:, None] + torch.arange(t)) % self.n_seasons  # (B, T)
+        h = self._harmonics(seasons)  # (B, T, 2H)
+        a = self.generator + torch.einsum("btf,fij->btij", h, self.seasonal)  # (B, T, M, M)
+        eye = torch.eye(m, dtype=DTYPE).expand(batch, t, m, m)
+        coefficients = torch.stack([-a, eye], -1)  # (B, T, E=M, D=M, K=2): a' - A a = b
+        rhs = self.forcing[0] + torch.einsum("btf,fi->bti", h, self.forcing[1:])  # (B, T, M)
+        init = a0.to(DTYPE)[:, None, :, None]  # (B, S=1, D, J=1)
+        steps = torch.ones(batch, t - 1, dtype=DTYPE)
+        return self.ode(coefficients, rhs, init, steps)[:, 1:, :, 0]  # (B, H, M)
+
+
+def _loss(model, amplitudes, seasons, scale, first: int, last: int, end: int, horizon: int):
+    """Mean squared error (in the amplitudes' own units: the area-weighted field error in
+    the modes' subspace) of forecasts issued at steps first..last-1, targets up to `end`."""
+    issues = np.arange(first, last)
+    targets = issues[:, None] + np.arange(1, horizon + 1)
+    mask = torch.from_numpy(targets <= end).to(DTYPE)
+    truth = amplitudes[np.minimum(targets, end)]  # (B, H, M)
+    pred = model(amplitudes[issues], seasons[issues], horizon)
+    err = (((pred - truth) * scale) ** 2).sum(-1)
+    return (err * mask).sum() / mask.sum().clamp(min=1)
+
+
+def fit_mode_dynamics(
+    amplitudes: np.ndarray, amplitude_std: np.ndarray, seasons: np.ndarray, n_seasons: int, *,
+    fit_end: int, val_end: int | None, horizon: int, harmonics: int, steps: int, lr: float,
+) -> tuple[ModeDynamics, dict]:
+    """Train the mode dynamics on forecasts issued up to `fit_end` (targets up to it),
+    validated on those issued after it up to `val_end` (None: no validation, all `steps`).
+
+    amplitudes (T, M) raw projections (pipeline.model.modes.project), seasons (T,) ints.
+    Returns the model (best validation weights) and a summary: the validation loss of the
+    LIM it started from and of the trained model, and the steps taken.
+    """
+    scaled = amplitudes / np.maximum(amplitude_std, 1e-12)
+    model = ModeDynamics(amplitudes.shape[1], n_seasons, harmonics,
+                         lim_generator(scaled[: fit_end + 1]))
+    a = torch.from_numpy(scaled).to(DTYPE)
+    s = torch.from_numpy(np.asarray(seasons, dtype=np.int64))
+    scale = torch.from_numpy(np.maximum(amplitude_std, 1e-12)).to(DTYPE)
+    train = (0, fit_end, fit_end)
+    val = None if val_end is None or val_end <= fit_end else (fit_end, val_end, val_end)
+
+    def validation() -> float:
+        with torch.no_grad():
+            return float(_loss(model, a, s, scale, *val, horizon)) if val else math.nan
+
+    best = start = validation()
+    best_state, bad, step = None, 0, 0
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    for step in range(1, steps + 1):
+        optimiser.zero_grad()
+        _loss(model, a, s, scale, *train, horizon).backward()
+        optimiser.step()
+        if val and step % VALIDATE_EVERY == 0:
+            loss = validation()
+            if loss < best:
+                best, bad = loss, 0
+                best_state = {k: v.clone() for k, v in model.state_dict().items()}
+            else:
+                bad += 1
+                if bad >= PATIENCE:
+                    break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return model, {"lim_val_loss": start, "val_loss": best, "steps": step}
+
+
+def blend_weights(leads: np.ndarray, mode_leads: int) -> np.ndarray:
+    """(L,) weight of the mode dynamics at each lead: 1 up to `mode_leads`, falling linearly
+    to 0 at twice that."""
+    leads = np.asarray(leads, dtype=np.float64)
+    if mode_leads <= 0:
+        return np.zeros_like(leads)
+    return np.clip((2 * mode_leads - leads) / mode_leads, 0.0, 1.0)
+
+
+def blend(anomaly: np.ndarray, modes: np.ndarray, eof: np.ndarray, pattern: np.ndarray,
+          weights: np.ndarray) -> np.ndarray:
+    """The network's forecast anomalies (I, L, Y, X) with their projection on the modes
+    replaced, by `weights` (L,), with the mode dynamics' amplitudes `modes` (I, L, M).
+
+    eof (M, Y, X) gives a field's amplitudes (zero off the training sub-grid); pattern
+    (M, Y, X) is each mode's field (the regression map, defined on every ocean point).
+    NaN (land) stays NaN.
+    """
+    own = np.einsum("ilyx,myx->ilm", np.nan_to_num(anomaly), eof)
+    change = np.einsum("ilm,myx->ilyx", (modes - own) * weights[None, :, None], pattern)
+    return anomaly + change.astype(anomaly.dtype)

@@ -3,6 +3,7 @@
     python benchmarks/solver.py [--repeats 5] [--cases T100,T1000,T10000,T100000,sst]
                                 [--methods compiled,sequential,parallel,dense] [--threads N]
                                 [--sweep B64,B512,B2048,B1_T10000,...] [--published DIR]
+                                [--before DIR]
 
 For each case (B=1, D=1, K=3, E=1, S=1, J=2 at T = 100 ... 100,000, and the Mechanistic
 Identifier's shape B=12,960, T=208, S=10, J=2) and each column (the methods in
@@ -132,15 +133,31 @@ def bandwidth(threads: int, megabytes: int = 256, repeats: int = 9) -> float:
     return best
 
 
+BEFORE = {"dir": ""}  # --before: the checkout the "<method>@before" columns import
+
+
+def bandwidth_in_child(threads: int) -> float:
+    """`bandwidth` in a fresh interpreter: a child inherits its parent's peak resident
+    memory (ru_maxrss), so the 512 MB of the copy here would hide every child's peak."""
+    code = f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); " \
+        f"from solver import bandwidth; print(bandwidth({threads}))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
 def run_case(
     case: str, method: str, repeats: int, threads: int, published: str = ""
 ) -> dict | None:
-    """One (case, column) in a fresh interpreter; None if it failed (e.g. out of memory)."""
+    """One (case, column) in a fresh interpreter; None if it failed (e.g. out of memory).
+    A column "<method>@before" runs the method of the --before checkout."""
     batch, t_len, s_len = CASES[case] if case in CASES else SWEEP[case]
+    method, _, before = method.partition("@")
+    code = BEFORE["dir"] if before else str(ROOT)
     # The torch sequential method's minute-long pass at T = 100,000 is its own warm-up.
     slow = method in ("sequential", "published")
     warmup = 0 if t_len > 10_000 and slow else 1
-    args = [str(ROOT), batch, t_len, s_len, method, repeats, threads, warmup, published]
+    args = [code, batch, t_len, s_len, method, repeats, threads, warmup, published]
     args = [str(a) for a in args]
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, *args], capture_output=True, text=True, check=False
@@ -162,12 +179,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", default=",".join(SWEEP), help="batch-sweep cases at T=208")
     parser.add_argument("--published", default="",
                         help="folder with the published S-MNN's smnn.py: time it too")
+    parser.add_argument("--before", default="",
+                        help="another checkout (e.g. main): its methods as <method>@before")
     args = parser.parse_args(argv)
     cases = args.cases.split(",")
     methods = args.methods.split(",")
+    if args.before:
+        BEFORE["dir"] = args.before
+        methods += [f"{m}@before" for m in methods if m != "dense"]
     if args.published:
         methods.append("published")
-    rate = bandwidth(args.threads)
+    rate = bandwidth_in_child(args.threads)
     print(f"memory bandwidth (read + write): {rate / 1e9:.1f} GB/s", flush=True)
 
     results: dict[tuple[str, str], dict] = {}
@@ -188,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\nforward+backward, float64: median wall / CPU seconds (peak MB above baseline)")
     refs = [m for m in ("dense", "published") if m in methods]
-    ratios = [(m, ref) for ref in refs for m in methods if m not in refs]
+    ours = [m for m in methods if m not in refs and "@" not in m]
+    ratios = [(m, ref) for ref in refs for m in ours]
+    ratios += [(m, f"{m}@before") for m in ours if f"{m}@before" in methods]
     head = [*methods, *(f"{m} vs {ref}" for m, ref in ratios), "traffic bound", "x bound"]
     print("| case | " + " | ".join(head) + " |")
     print("|---" * (1 + len(head)) + "|")
@@ -206,8 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         bound = traffic_bytes(*CASES[case]) / rate
         fastest = min(
-            (results[case, m]["median_s"] for m in methods
-             if m not in refs and (case, m) in results), default=None,
+            (results[case, m]["median_s"] for m in ours if (case, m) in results), default=None,
         )
         cells.append(f"{1e3 * bound:.2f} ms")
         cells.append("—" if fastest is None else f"{fastest / bound:.1f}x")
@@ -239,13 +262,13 @@ def crossover(cases, sweep: str, methods, repeats: int, threads: int) -> None:
 
     cpu = torch.device("cpu")
     print(
-        f"\nauto crossover (CPU): compiled below T = {AUTO_PARALLEL_MIN_STEPS_CPU:,}, "
-        "parallel from there"
+        f"\nauto crossover (CPU): compiled for one system and below T = "
+        f"{AUTO_PARALLEL_MIN_STEPS_CPU:,}, parallel from there"
     )
     for case in cases:
         batch, t_len, _ = CASES[case]
         print(f"  {case}: auto -> {choose_method('auto', batch, t_len, 3, cpu)}")
-    solvers = [m for m in methods if m != "dense"]
+    solvers = [m for m in methods if m not in ("dense", "published") and "@" not in m]
     sweep_cases = [c for c in sweep.split(",") if c]
     if not sweep_cases or len(solvers) < 2:
         return

@@ -10,7 +10,8 @@ held in memory (1950-1989, `--resolution` degrees). Each checkout (`--before`, d
 /work/main, the code as on main, and this one) runs in its own subprocess with its own
 PYTHONPATH, `--rounds` times alternately, so both see the same machine load; each run does
 three warm-up steps and `--steps` timed ones. Prints samples/s (median over the runs of the
-per-run median step) and the median seconds per stage, and the after/before ratio.
+per-run median step) and the median seconds per stage, and the after/before ratio; also
+samples per process-CPU second (all threads), steadier where others share the machine.
 
 Stages: the solve's forward is timed around `model.ode`; its backward is the interval from
 the gradient reaching u to the last gradient leaving for the ODE inputs (marks in the
@@ -85,6 +86,7 @@ sampler = iter(BlockBatchSampler(data, config.train.batch_size, seed=0))
 rows = []
 for i in range(steps + 3):
     log.clear()
+    c0 = time.process_time()
     t0 = time.perf_counter()
     batch = {k: torch.as_tensor(v) for k, v in data.__getitems__(next(sampler)).items()}
     t1 = time.perf_counter()
@@ -103,7 +105,8 @@ for i in range(steps + 3):
         rows.append({"data": t1 - t0, "network forward": t2 - t1 - log["solve forward"],
                      "solve forward": log["solve forward"], "loss": t3 - t2,
                      "solve backward": solve_bwd, "backward (network)": t4 - t3 - solve_bwd,
-                     "clip + optimiser": t5 - t4, "step": t5 - t0})
+                     "clip + optimiser": t5 - t4, "step": t5 - t0,
+                     "step CPU": time.process_time() - c0})
 med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
 print(json.dumps(dict(stages=med, batch=config.train.batch_size, smnn=smnn.__file__,
                       t_len=model.t_len, solve_dtype=str(model.ode.ode.solve_dtype))))
@@ -140,17 +143,21 @@ def main(argv: list[str] | None = None) -> int:
     first = runs["after"][0]
     print(f"\ndefault config: batch {first['batch']}, T = {first['t_len']}, "
           f"{args.threads} threads, {args.rounds} runs x {args.steps} steps each")
-    med = {name: {k: statistics.median(r["stages"][k] for r in rs) for k in [*STAGES, "step"]}
+    keys = [*STAGES, "step", "step CPU"]
+    med = {name: {k: statistics.median(r["stages"][k] for r in rs) for k in keys}
            for name, rs in runs.items()}
     print("| stage | before ms | after ms | before share | after share |")
     print("|---|---|---|---|---|")
-    for k in [*STAGES, "step"]:
+    for k in keys:
         b, a = med["before"][k], med["after"][k]
         print(f"| {k} | {1e3 * b:.1f} | {1e3 * a:.1f} | "
               f"{b / med['before']['step']:.0%} | {a / med['after']['step']:.0%} |")
     sps = {name: first["batch"] / m["step"] for name, m in med.items()}
+    cps = {name: first["batch"] / m["step CPU"] for name, m in med.items()}
     print(f"\nsamples/s: before {sps['before']:.0f}, after {sps['after']:.0f}, "
-          f"x{sps['after'] / sps['before']:.2f}")
+          f"x{sps['after'] / sps['before']:.2f}; per CPU-second (steadier on a shared "
+          f"machine): before {cps['before']:.0f}, after {cps['after']:.0f}, "
+          f"x{cps['after'] / cps['before']:.2f}")
     return 0
 
 

@@ -2,14 +2,16 @@
 
     python benchmarks/solver.py [--repeats 5] [--cases T100,T1000,T10000,T100000,sst]
                                 [--methods compiled,sequential,parallel,dense] [--threads N]
-                                [--sweep B64,B512,B2048,B1_T10000,...]
+                                [--sweep B64,B512,B2048,B1_T10000,...] [--published DIR]
+                                [--before DIR]
 
 For each case (B=1, D=1, K=3, E=1, S=1, J=2 at T = 100 ... 100,000, and the Mechanistic
 Identifier's shape B=12,960, T=208, S=10, J=2) and each column (the methods in
 `smnn.METHODS`, then `dense` = `smnn.reference.ode_forward_dense`, the original MNN's
 O(T³) solve, only where its (3T)² matrix fits), a fresh subprocess builds float64 inputs,
 runs one warm-up (none for the sequential method at T = 100,000) and `repeats` timed passes
-(loss = Σ u·cotangent, gradients of all four inputs) and reports the median wall time (and
+(u.backward(cotangent), a random cotangent: gradients of all four inputs, without a loss
+whose u-sized temporaries would be timed too) and reports the median wall time (and
 process CPU time, steadier on a shared machine) and its peak resident memory (ru_maxrss,
 which sees torch's allocations, unlike tracemalloc) above the memory held before the first
 solve. Prints a table, each method's time relative to the dense solve, and
@@ -25,9 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -53,7 +59,7 @@ sys.path.insert(0, sys.argv[1])
 import torch
 import smnn
 from smnn.reference import ode_forward_dense
-batch, t_len, s_len, method, repeats, threads, warmup = sys.argv[2:9]
+batch, t_len, s_len, method, repeats, threads, warmup, published = sys.argv[2:10]
 batch, t_len, s_len, repeats, threads, warmup = map(
     int, (batch, t_len, s_len, repeats, threads, warmup))
 if threads > 0:
@@ -69,6 +75,12 @@ cotangent = torch.randn(batch, t_len, 1, 3, generator=g, **opts)
 inputs = [x.requires_grad_() for x in (coefficients, rhs, init_vars, steps)]
 if method == "dense":
     solve = ode_forward_dense
+elif method == "published":  # the published smnn.py, loaded by path (its name is ours too)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("published_smnn", published + "/smnn.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    solve = module.ode_forward
 else:
     def solve(*xs):
         return smnn.ode_forward(*xs, method=method)
@@ -78,7 +90,8 @@ for i in range(repeats + warmup):
     for x in inputs:
         x.grad = None
     t0, c0 = time.perf_counter(), time.process_time()
-    (solve(*inputs) * cotangent).sum().backward()
+    # the VJP with the cotangent: no loss temporaries (two u-sized torch tensors) timed
+    torch.autograd.backward(solve(*inputs), cotangent)
     if i >= warmup:
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
@@ -89,12 +102,62 @@ print(json.dumps(dict(median_s=statistics.median(times), min_s=min(times),
 """
 
 
-def run_case(case: str, method: str, repeats: int, threads: int) -> dict | None:
-    """One (case, column) in a fresh interpreter; None if it failed (e.g. out of memory)."""
+def traffic_bytes(batch: int, t_len: int, s_len: int, itemsize: int = 8) -> int:
+    """Bytes a forward+backward must move at D=1, K=3, E=1, J=2: read the inputs
+    (coefficients T·E·b, rhs T·E, init_vars S·D·J, steps T-1) and the output gradient
+    (T·b), write u (T·b) and the input gradients (as the inputs)."""
+    b = 3
+    inputs = t_len * b + t_len + s_len * 2 + (t_len - 1)
+    return batch * itemsize * (2 * inputs + 2 * t_len * b)
+
+
+def bandwidth(threads: int, megabytes: int = 256, repeats: int = 9) -> float:
+    """Memory bandwidth, bytes read + written per second: the median of `repeats` copies
+    of a `megabytes` array, the better of numpy (one thread) and torch (`threads`)."""
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    src = np.ones(megabytes << 17)  # float64: megabytes MB
+    dst = np.empty_like(src)
+    tsrc, tdst = torch.from_numpy(src), torch.from_numpy(dst)
+    best = 0.0
+    for copy in (lambda: np.copyto(dst, src), lambda: tdst.copy_(tsrc)):
+        copy()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            copy()
+            times.append(time.perf_counter() - start)
+        best = max(best, 2 * src.nbytes / statistics.median(times))
+    return best
+
+
+BEFORE = {"dir": ""}  # --before: the checkout the "<method>@before" columns import
+
+
+def bandwidth_in_child(threads: int) -> float:
+    """`bandwidth` in a fresh interpreter: a child inherits its parent's peak resident
+    memory (ru_maxrss), so the 512 MB of the copy here would hide every child's peak."""
+    code = f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); " \
+        f"from solver import bandwidth; print(bandwidth({threads}))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+def run_case(
+    case: str, method: str, repeats: int, threads: int, published: str = ""
+) -> dict | None:
+    """One (case, column) in a fresh interpreter; None if it failed (e.g. out of memory).
+    A column "<method>@before" runs the method of the --before checkout."""
     batch, t_len, s_len = CASES[case] if case in CASES else SWEEP[case]
+    method, _, before = method.partition("@")
+    code = BEFORE["dir"] if before else str(ROOT)
     # The torch sequential method's minute-long pass at T = 100,000 is its own warm-up.
-    warmup = 0 if t_len > 10_000 and method == "sequential" else 1
-    args = [str(ROOT), batch, t_len, s_len, method, repeats, threads, warmup]
+    slow = method in ("sequential", "published")
+    warmup = 0 if t_len > 10_000 and slow else 1
+    args = [code, batch, t_len, s_len, method, repeats, threads, warmup, published]
     args = [str(a) for a in args]
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, *args], capture_output=True, text=True, check=False
@@ -114,9 +177,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join([*smnn.METHODS, "dense"]))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--sweep", default=",".join(SWEEP), help="batch-sweep cases at T=208")
+    parser.add_argument("--published", default="",
+                        help="folder with the published S-MNN's smnn.py: time it too")
+    parser.add_argument("--before", default="",
+                        help="another checkout (e.g. main): its methods as <method>@before")
     args = parser.parse_args(argv)
     cases = args.cases.split(",")
     methods = args.methods.split(",")
+    if args.before:
+        BEFORE["dir"] = args.before
+        methods += [f"{m}@before" for m in methods if m != "dense"]
+    if args.published:
+        methods.append("published")
+    rate = bandwidth_in_child(args.threads)
+    print(f"memory bandwidth (read + write): {rate / 1e9:.1f} GB/s", flush=True)
 
     results: dict[tuple[str, str], dict] = {}
     for case in cases:
@@ -124,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             if method == "dense" and (CASES[case][1] > DENSE_MAX_T or CASES[case][0] > 1):
                 continue  # SST: 12,960 dense (624 × 624) systems need 80 GB
             repeats = args.repeats if CASES[case][1] <= 10_000 else max(1, args.repeats // 2)
-            result = run_case(case, method, repeats, args.threads)
+            result = run_case(case, method, repeats, args.threads, args.published)
             if result is not None:
                 results[case, method] = result
                 print(
@@ -135,30 +209,33 @@ def main(argv: list[str] | None = None) -> int:
                 )
 
     print("\nforward+backward, float64: median wall / CPU seconds (peak MB above baseline)")
-    print(
-        "| case | "
-        + " | ".join(methods)
-        + " | "
-        + " | ".join(f"{m}/dense" for m in methods if m != "dense")
-        + " |"
-    )
-    print("|---" * (1 + len(methods) + sum(m != "dense" for m in methods)) + "|")
+    refs = [m for m in ("dense", "published") if m in methods]
+    ours = [m for m in methods if m not in refs and "@" not in m]
+    ratios = [(m, ref) for ref in refs for m in ours]
+    ratios += [(m, f"{m}@before") for m in ours if f"{m}@before" in methods]
+    head = [*methods, *(f"{m} vs {ref}" for m, ref in ratios), "traffic bound", "x bound"]
+    print("| case | " + " | ".join(head) + " |")
+    print("|---" * (1 + len(head)) + "|")
     for case in cases:
         cells = []
         for m in methods:
             r = results.get((case, m))
             cells.append(
-                "—" if r is None else f"{r['median_s']:.3f} / {r['cpu_s']:.3f} ({r['peak_mb']:.0f})"
+                "—" if r is None else f"{r['median_s']:.4f} / {r['cpu_s']:.4f} ({r['peak_mb']:.0f})"
             )
-        dense = results.get((case, "dense"))
-        for m in methods:
-            if m == "dense":
-                continue
-            r = results.get((case, m))
+        for m, ref in ratios:
+            r, base = results.get((case, m)), results.get((case, ref))
             cells.append(
-                "—" if r is None or dense is None else f"{dense['median_s'] / r['median_s']:.1f}x"
+                "—" if r is None or base is None else f"{base['median_s'] / r['median_s']:.1f}x"
             )
+        bound = traffic_bytes(*CASES[case]) / rate
+        fastest = min(
+            (results[case, m]["median_s"] for m in ours if (case, m) in results), default=None,
+        )
+        cells.append(f"{1e3 * bound:.2f} ms")
+        cells.append("—" if fastest is None else f"{fastest / bound:.1f}x")
         print(f"| {case} | " + " | ".join(cells) + " |")
+    print("(x bound: the fastest method's median over the traffic bound)")
 
     print("\ngrowth with T (B=1): time and memory ratio per x10 in T (linear = 10)")
     t_cases = [c for c in cases if c.startswith("T")]
@@ -185,13 +262,13 @@ def crossover(cases, sweep: str, methods, repeats: int, threads: int) -> None:
 
     cpu = torch.device("cpu")
     print(
-        f"\nauto crossover (CPU): compiled below T = {AUTO_PARALLEL_MIN_STEPS_CPU:,}, "
-        "parallel from there"
+        f"\nauto crossover (CPU): compiled for one system and below T = "
+        f"{AUTO_PARALLEL_MIN_STEPS_CPU:,}, parallel from there"
     )
     for case in cases:
         batch, t_len, _ = CASES[case]
         print(f"  {case}: auto -> {choose_method('auto', batch, t_len, 3, cpu)}")
-    solvers = [m for m in methods if m != "dense"]
+    solvers = [m for m in methods if m not in ("dense", "published") and "@" not in m]
     sweep_cases = [c for c in sweep.split(",") if c]
     if not sweep_cases or len(solvers) < 2:
         return

@@ -63,18 +63,40 @@ def _run(kernel, *args, lo: int, hi: int) -> None:
         ) from error
 
 
+@functools.cache
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """One pool per thread count, kept: starting threads costs ~0.1 ms a call."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smnn")
+
+
 def _split(kernel, n: int, *args) -> None:
-    """Run kernel(*args, lo, hi) over [0, n) in contiguous chunks, one per thread."""
+    """Run kernel(*args, lo, hi) over [0, n) in contiguous chunks, one per thread; the
+    calling thread runs the first chunk."""
     threads = max(1, min(torch.get_num_threads(), n // MIN_SYSTEMS_PER_THREAD))
     if threads == 1:
         _run(kernel, *args, lo=0, hi=n)
         return
-    bounds = np.linspace(0, n, threads + 1).astype(np.int64)
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        ranges = zip(bounds[:-1], bounds[1:], strict=True)
-        jobs = [pool.submit(_run, kernel, *args, lo=int(lo), hi=int(hi)) for lo, hi in ranges]
-        for job in jobs:
-            job.result()
+    bounds = [int(b) for b in np.linspace(0, n, threads + 1).astype(np.int64)]
+    pool = _pool(threads - 1)
+    jobs = [
+        pool.submit(_run, kernel, *args, lo=lo, hi=hi)
+        for lo, hi in zip(bounds[1:-1], bounds[2:], strict=True)
+    ]
+    _run(kernel, *args, lo=bounds[0], hi=bounds[1])
+    for job in jobs:
+        job.result()
+
+
+def _tag(shape, central: bool, itemsize: int, n: int) -> tuple:
+    """The kernels' `tag` argument (fixed, lanes, dims), see `_kernels.forward`."""
+    from smnn import _kernels
+
+    threads = max(1, min(torch.get_num_threads(), n // MIN_SYSTEMS_PER_THREAD))
+    per_thread = -(-n // threads)
+    lanes = _kernels.lane_count(shape, 2 if central else 1, itemsize, per_thread)
+    fixed = (0,) * lanes
+    b, nb = shape[2] * shape[3], 2 if central else 1
+    return fixed, fixed if lanes == 1 else np.zeros(lanes, np.int8), ((0,) * b, (0,) * nb)
 
 
 def _flat(*tensors: torch.Tensor):
@@ -104,20 +126,24 @@ class _CompiledSolve(torch.autograd.Function):
         weights = (like.weight_equation**2, like.weight_init**2, like.weight_smooth**2, rtol)
         inputs = _flat(coefficients, rhs, init_vars, steps)
         b, nb = d_len * k_len, 2 if central else 1
-        rows = t_len * b
+        rows = nb * b + t_len * b  # the kernels' factor has nb·b leading rows of zeros
         factor_bytes = n * rows * ((nb + 1) * b + 1) * coefficients.itemsize
         kept_rows = n if factor_bytes <= KEEP_FACTOR_BYTES else 0
-        x, *kept = _empty(
-            (n, rows), (kept_rows, rows * (nb + 1) * b), (kept_rows, rows), dtype=inputs[0].dtype
-        )
+        (x,) = _empty((n, t_len * b), dtype=inputs[0].dtype)
+        kept = [  # zeros: the padding rows must be
+            np.zeros(size, dtype=inputs[0].dtype)
+            for size in ((kept_rows, rows * (nb + 1) * b), (kept_rows, rows))
+        ]
         failed = np.zeros(n, dtype=np.bool_)
+        tag = _tag(shape, central, coefficients.itemsize, n)
         _split(
-            _kernels.forward, n, *inputs, consts, weights, shape, central, x, failed, tuple(kept)
+            _kernels.forward, n, *inputs, consts, weights, shape, central, x, failed,
+            tuple(kept), tag,
         )
         if failed.any():
             raise not_positive_definite(int(np.flatnonzero(failed)[0]))
         u = torch.from_numpy(x).view(n, t_len, d_len, k_len)
-        ctx.args = (consts, order_gram, weights, shape, central, tuple(kept))
+        ctx.args = (consts, order_gram, weights, shape, central, tuple(kept), tag)
         ctx.save_for_backward(coefficients, rhs, init_vars, steps, u)
         return u
 
@@ -127,10 +153,10 @@ class _CompiledSolve(torch.autograd.Function):
         from smnn import _kernels
 
         *inputs, u = ctx.saved_tensors
-        consts, order_gram, weights, shape, central, kept = ctx.args
+        consts, order_gram, weights, shape, central, kept, tag = ctx.args
         arrays = _flat(*inputs, u, grad_u.to(u.dtype))
         grads = _empty(*(a.shape for a in arrays[:4]), dtype=arrays[0].dtype)
-        args = (consts, order_gram, weights, shape, central, kept, tuple(grads))
+        args = (consts, order_gram, weights, shape, central, kept, tuple(grads), tag)
         _split(_kernels.backward, u.shape[0], *arrays, *args)
         needs = ctx.needs_input_grad[:4]
         out = [
@@ -168,16 +194,18 @@ def solve(p: Problem, central: bool) -> torch.Tensor:
 
 
 def warm_up(dtypes=(torch.float64, torch.float32)) -> None:
-    """Compile the kernels for each dtype, or load them from numba's disk cache: one tiny
-    forward+backward each. `make install` runs it, so no test or first solve waits."""
-    from smnn._ode import ode_forward
-
+    """Compile the kernels, or load them from numba's disk cache, for the model's shape
+    (D·K = 3, no central rows) in each dtype, one system and a batch (the two lane kinds,
+    `_tag`): a tiny forward+backward each. `make install` runs it, so no training run or
+    first solve waits; other block sizes and the central rows compile on first use."""
     for dtype in dtypes:
-        inputs = [
-            torch.ones(1, 3, 1, 1, 2, dtype=dtype, requires_grad=True),
-            torch.ones(1, 3, 1, dtype=dtype),
-            torch.ones(1, 1, 1, 1, dtype=dtype),
-            torch.full((1, 2), 0.1, dtype=dtype),
-        ]
-        u = ode_forward(*inputs, method="compiled", solve_dtype=dtype)
-        u.sum().backward()
+        for n in (1, 2 * MIN_SYSTEMS_PER_THREAD):
+            inputs = [
+                torch.ones(n, 3, 1, 1, 3, dtype=dtype, requires_grad=True),
+                torch.ones(n, 3, 1, dtype=dtype),
+                torch.ones(n, 1, 1, 2, dtype=dtype),
+                torch.full((n, 2), 0.1, dtype=dtype),
+            ]
+            p = Problem(*inputs, batch_shape=(n,), weight_equation=1.0, weight_init=1.0,
+                        weight_smooth=1.0)
+            solve(p, central=False).sum().backward()

@@ -31,6 +31,8 @@ from numba import njit
 # reports it), instead of raising ZeroDivisionError from inside a kernel.
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
+_U = np.uint64  # an unsigned index: numba skips the negative-index wrap-around for it
+
 # Systems per chunk (SIMD lanes): 32-64 measured fastest at the SST shape (8: 2x slower).
 CHUNK = 32
 # At most this many bytes of factor per chunk, so long sequences run in fewer lanes.
@@ -47,8 +49,9 @@ def _ipow(x, e):
 
 
 @njit(**_JIT)
-def _powers(ht, nw, t, k_len, hp):
+def _powers(ht, lanes, t, k_len, hp):
     """hp[o, w] = ht[t, w]^o, o < K."""
+    nw = len(lanes)
     for w in range(nw):
         hp[0, w] = 1.0
         hp[1, w] = ht[t, w]
@@ -58,8 +61,9 @@ def _powers(ht, nw, t, k_len, hp):
 
 
 @njit(**_JIT)
-def _assemble_row(nw, t, ct, ht, consts, weights, shape, central, a, hp):
+def _assemble_row(lanes, t, ct, ht, consts, weights, shape, central, a, hp):
     """a[j, cc, w] = M[t·b + j, (t − nb)·b + cc] of lane w: the lower part of block-row t."""
+    nw = len(lanes)
     d_len, k_len, s_len, j_len = shape[0], shape[1], shape[2], shape[3]
     t_len, e_len, b = ct.shape[0], ct.shape[1], ct.shape[2]
     dg = a.shape[1] - b  # column of the diagonal block; the band M[t, t-1] is at dg - b
@@ -80,7 +84,7 @@ def _assemble_row(nw, t, ct, ht, consts, weights, shape, central, a, hp):
                 for w in range(nw):
                     a[d * k_len + k, dg + d * k_len + k, w] += weights[1]
     if t < t_len - 1:  # interval t: forward-side Taylor rows
-        _powers(ht, nw, t, k_len, hp)
+        _powers(ht, lanes, t, k_len, hp)
         for d in range(d_len):
             r0 = d * k_len
             for o in range(k_len):
@@ -89,7 +93,7 @@ def _assemble_row(nw, t, ct, ht, consts, weights, shape, central, a, hp):
                     for w in range(nw):
                         a[r0 + o, dg + r0 + q, w] += coef * hp[o, w] * hp[q, w]
     if t >= 1:  # interval t-1: backward-side rows and the coupling to step t-1
-        _powers(ht, nw, t - 1, k_len, hp)
+        _powers(ht, lanes, t - 1, k_len, hp)
         for d in range(d_len):
             r0 = d * k_len
             for o in range(k_len):
@@ -122,72 +126,103 @@ def _assemble_row(nw, t, ct, ht, consts, weights, shape, central, a, hp):
 
 
 @njit(**_JIT)
-def _factor(nw, ct, ht, consts, weights, shape, central, low, inv, a, hp, s, pivots):
-    """Assemble and factorise the chunk's systems (lanes w < nw) into low/inv.
+def _factor(tag, ct, ht, consts, weights, shape, central, low, inv, scratch):
+    """Assemble and factorise the chunk's systems (one per lane) into low/inv.
+
+    tag = (fixed, lanes, dims) (see `forward`). Each step is one loop over the lanes whose
+    body is the whole block-row (`_factor_step`). low and inv have nb·b leading rows of
+    zeros (the columns before the first step), so every step runs the same code.
 
     pivots[w] ends NaN exactly when a pivot was <= rtol·M_ii (weights[3]; zero, negative or
     NaN included): M not numerically positive definite. NaNs stay in their own lane.
+    scratch = (a, hp, pivots) from `_factor_work`.
     """
-    t_len, b = ct.shape[0], ct.shape[2]
-    nb = 2 if central else 1
+    a, hp, pivots = scratch
+    fixed, lanes, dims = tag
+    nw, b, pad = len(lanes), len(dims[0]), len(dims[0]) * len(dims[1])
+    flat_low, flat_inv, flat_a = low.reshape(low.size), inv.reshape(inv.size), a.reshape(a.size)
     rtol = weights[3]
-    pivots[:nw] = 0.0
-    for t in range(t_len):
-        _assemble_row(nw, t, ct, ht, consts, weights, shape, central, a, hp)
-        base = (t - nb) * b
-        start = max(0, base)
+    pivots[:] = 0.0
+    for t in range(ct.shape[0]):
+        _assemble_row(lanes, t, ct, ht, consts, weights, shape, central, a, hp)
+        _factor_step(t, fixed, dims, flat_a, flat_low, flat_inv)
+        for j in range(b):  # the pivot test, apart (see `_factor_step`)
+            i = pad + t * b + j
+            for w in range(nw):
+                # a[j, pad + j] is M_ii: fail unless pivot = 1/inv² > rtol·M_ii (NaN fails)
+                if not (rtol * a[j, pad + j, w] * inv[i, w] * inv[i, w] < 1.0):
+                    pivots[w] = np.nan
+
+
+@njit(**_JIT)
+def _factor_step(t, fixed, dims, a, low, inv):
+    """Block-row t of the factor from the assembled rows a, all arrays flat (C order of
+    a (b, W, L), low (rows, W, L), inv (rows, L); W = (nb+1)·b, L lanes).
+
+    L, b and nb are compile-time constants (tuple lengths) and the indices unsigned (no
+    negative-index wrap-around): LLVM then sees every address as affine with constant
+    strides, proves the lanes independent, unrolls the block-row and vectorises the lane
+    loop with its intermediate values in registers (2.7x faster than one lane loop per
+    entry at the SST shape). Anything more in the loop (the pivot test, even storing M_ii)
+    measured scalar again, so `_factor` tests the pivots apart.
+    """
+    n_lanes, b, nb = len(fixed), len(dims[0]), len(dims[1])
+    pad, width = nb * b, (nb + 1) * b
+    top = t * b  # padded row of column (t − nb)·b
+    for w in range(n_lanes):
         for j in range(b):
-            i = t * b + j
-            for tc in range(max(0, t - nb), t + 1):  # the block-row of column col
-                base_c = (tc - nb) * b
-                for col in range(tc * b, tc * b + (j + 1 if tc == t else b)):
-                    cc = col - base
-                    for w in range(nw):
-                        s[w] = a[j, cc, w]
-                    for k in range(start, col):
-                        ki, kc = k - base, k - base_c
-                        for w in range(nw):
-                            s[w] -= low[i, ki, w] * low[col, kc, w]
-                    if col < i:
-                        for w in range(nw):
-                            low[i, cc, w] = s[w] * inv[col, w]
-                    else:
-                        for w in range(nw):
-                            root = np.sqrt(s[w])  # NaN for a negative pivot
-                            low[i, cc, w] = root
-                            inv[i, w] = 1.0 / root  # inf for a zero one
-                            # a[j, cc] is M_ii: fail unless pivot > rtol·M_ii (NaN fails)
-                            if not (rtol * a[j, cc, w] * inv[i, w] * inv[i, w] < 1.0):
-                                pivots[w] = np.nan
+            i = pad + t * b + j
+            for cc in range(pad + j + 1):  # column (t − nb)·b + cc, in padded row r
+                r, off = top + cc, (nb - cc // b) * b
+                acc = a[_U((j * width + cc) * n_lanes + w)]
+                for kk in range(cc):
+                    acc -= (
+                        low[_U((i * width + kk) * n_lanes + w)]
+                        * low[_U((r * width + kk + off) * n_lanes + w)]
+                    )
+                if cc < pad + j:
+                    low[_U((i * width + cc) * n_lanes + w)] = acc * inv[_U(r * n_lanes + w)]
+                else:
+                    root = np.sqrt(acc)  # NaN for a negative pivot
+                    low[_U((i * width + cc) * n_lanes + w)] = root
+                    inverse = 1.0 / root  # inf for a zero one
+                    inv[_U(i * n_lanes + w)] = inverse
 
 
 @njit(**_JIT)
-def _substitute(low, inv, y, nw, b, nb, s):
-    """y ← M⁻¹y in place for the chunk, M = L Lᵀ as factorised by `_factor`; y (T·b, W)."""
-    rows = y.shape[0]
-    for i in range(rows):  # L z = y
-        base = (i - i % b) - nb * b
-        for w in range(nw):
-            s[w] = y[i, w]
-        for k in range(max(0, base), i):
-            ki = k - base
-            for w in range(nw):
-                s[w] -= low[i, ki, w] * y[k, w]
-        for w in range(nw):
-            y[i, w] = s[w] * inv[i, w]
-    for i in range(rows - 1, -1, -1):  # Lᵀ x = z, column by column
-        base = (i - i % b) - nb * b
-        for w in range(nw):
-            y[i, w] *= inv[i, w]
-        for k in range(max(0, base), i):
-            ki = k - base
-            for w in range(nw):
-                y[k, w] -= low[i, ki, w] * y[i, w]
+def _substitute(low, inv, y, fixed, dims):
+    """y ← M⁻¹y in place for the chunk, M = L Lᵀ as factorised by `_factor`; y (pad + T·b,
+    L) with pad = nb·b leading rows (set to zero here), like low and inv. One lane loop
+    per step, flat unsigned indices, as `_factor_step`."""
+    n_lanes, b, nb = len(fixed), len(dims[0]), len(dims[1])
+    pad, width = nb * b, (nb + 1) * b
+    steps = (y.shape[0] - pad) // b
+    y[:pad] = 0.0
+    fy, fl, fi = y.reshape(y.size), low.reshape(low.size), inv.reshape(inv.size)
+    for t in range(steps):  # L z = y
+        top = t * b
+        for w in range(n_lanes):
+            for j in range(b):
+                i = pad + t * b + j
+                acc = fy[_U(i * n_lanes + w)]
+                for kk in range(pad + j):
+                    acc -= fl[_U((i * width + kk) * n_lanes + w)] * fy[_U((top + kk) * n_lanes + w)]
+                fy[_U(i * n_lanes + w)] = acc * fi[_U(i * n_lanes + w)]
+    for t in range(steps - 1, -1, -1):  # Lᵀ x = z, column by column
+        top = t * b
+        for w in range(n_lanes):
+            for j in range(b - 1, -1, -1):
+                i = pad + t * b + j
+                yi = fy[_U(i * n_lanes + w)] * fi[_U(i * n_lanes + w)]
+                fy[_U(i * n_lanes + w)] = yi
+                for kk in range(pad + j):
+                    fy[_U((top + kk) * n_lanes + w)] -= fl[_U((i * width + kk) * n_lanes + w)] * yi
 
 
 @njit(**_JIT)
-def _right_hand_side(nw, ct, rt, vt, weights, shape, y):
+def _right_hand_side(lanes, ct, rt, vt, weights, shape, y):
     """y[:, w] = β = AᵀW²y_rows of lane w, (T·b, W)."""
+    nw = len(lanes)
     d_len, k_len, s_len, j_len = shape[0], shape[1], shape[2], shape[3]
     t_len, e_len, b = ct.shape[0], ct.shape[1], ct.shape[2]
     for t in range(t_len):
@@ -206,10 +241,13 @@ def _right_hand_side(nw, ct, rt, vt, weights, shape, y):
 
 @njit(**_JIT)
 def _gather(src, n0, nw, dst):
-    """dst[f, w] = src[n0 + w, f]: a chunk of batch-first rows to lane-last columns."""
-    for w in range(nw):
+    """dst[f, w] = src[n0 + w, f]: a chunk of batch-first rows to lane-last columns. Lanes
+    from nw on (a last, partial chunk) get a copy of system n0 + nw - 1, so every lane
+    solves a real system and the kernels run all lanes, a count fixed at compile time."""
+    for w in range(dst.shape[1]):
+        n = n0 + min(w, nw - 1)
         for f in range(src.shape[1]):
-            dst[f, w] = src[n0 + w, f]
+            dst[f, w] = src[n, f]
 
 
 @njit(**_JIT)
@@ -232,12 +270,21 @@ def _lanes(shape, lanes, dt):
     )
 
 
-@njit(**_JIT)
-def _lane_count(shape, nb, itemsize, n):
-    """Systems per chunk: CHUNK, fewer where a chunk's factor would pass CHUNK_BYTES."""
+# Lane counts the kernels are compiled for (each a specialisation: `lanes` is a tuple of
+# that length, so every lane loop has a trip count known at compile time and unrolls into
+# whole SIMD registers, without remainder loops): a batch, a few systems, one system.
+LANE_COUNTS = (CHUNK, 8, 1)
+
+
+def lane_count(shape, nb, itemsize, n):
+    """Systems per chunk for n systems: one for one, else the biggest of LANE_COUNTS (8 for
+    up to 8 systems) whose chunk factor stays within CHUNK_BYTES."""
     b = shape[2] * shape[3]
     per_system = shape[0] * b * (nb + 1) * b * itemsize
-    return max(1, min(CHUNK, n, CHUNK_BYTES // per_system))
+    for k in LANE_COUNTS if n > 1 else (1,):
+        if (k <= 8 or n > 8) and k * per_system <= CHUNK_BYTES:
+            return k
+    return 1
 
 
 @njit(**_JIT)
@@ -248,19 +295,19 @@ def _flat(a):
 
 @njit(**_JIT)
 def _factor_work(shape, nb, lanes, like, kept):
-    """`_factor`'s work arrays for a chunk, dtype of `like`: low, inv, a, hp, s, pivots.
+    """`_factor`'s work arrays for a chunk, dtype of `like`: low, inv (nb·b leading zero
+    rows, see `_factor`), scratch (a, hp, pivots).
 
     low and inv have no rows when the factor lives in `kept` (see `_factor_home`)."""
     t_len, b, k_len, dt = shape[0], shape[2] * shape[3], shape[3], like.dtype
-    rows = 0 if lanes == 1 and kept[0].shape[0] else t_len * b
-    return (
-        np.empty((rows, (nb + 1) * b, lanes), dtype=dt),
-        np.empty((rows, lanes), dtype=dt),
-        np.empty((b, (nb + 1) * b, lanes), dtype=dt),
+    rows = 0 if lanes == 1 and kept[0].shape[0] else nb * b + t_len * b
+    scratch = (
+        np.zeros((b, (nb + 1) * b, lanes), dtype=dt),
         np.empty((k_len, lanes), dtype=dt),
         np.empty(lanes, dtype=dt),
-        np.empty(lanes, dtype=dt),
     )
+    low = np.zeros((rows, (nb + 1) * b, lanes), dtype=dt)
+    return low, np.zeros((rows, lanes), dtype=dt), scratch
 
 
 @njit(**_JIT)
@@ -269,7 +316,8 @@ def _factor_home(kept, n0, lanes, shape, nb, low, inv):
     factor, in place in `kept` (its row there has the work layout: no copy, no new pages),
     else in the work arrays."""
     if lanes == 1 and kept[0].shape[0]:
-        rows, b = shape[0] * shape[2] * shape[3], shape[2] * shape[3]
+        b = shape[2] * shape[3]
+        rows = nb * b + shape[0] * b
         return kept[0][n0].reshape((rows, (nb + 1) * b, 1)), kept[1][n0].reshape((rows, 1))
     return low, inv
 
@@ -284,37 +332,43 @@ def _load(c, r, v, h, n0, nw, ct, rt, vt, ht):
 
 
 @njit(**_JIT)
-def forward(c, r, v, h, consts, weights, shape, central, x, failed, kept, lo, hi):
+def forward(c, r, v, h, consts, weights, shape, central, x, failed, kept, tag, lo, hi):
     """x[n] = M⁻¹β (flat T·b) for systems lo..hi-1; failed[n] = True where M is not SPD.
 
     Inputs flattened per system: c (N, T·E·b), r (N, T·E), v (N, S·D·J), h (N, T-1);
     shape = (T, E, D, K, S, J). kept: (low (N, T·b·(nb+1)·b), inv (N, T·b)) to keep each
-    system's factor for the backward pass, or arrays with no rows to keep nothing.
+    system's factor (padded rows, `_factor`) for the backward pass, or arrays with no rows
+    to keep nothing. tag = (fixed, lanes, dims), each of the length of the lanes per chunk
+    L (`lane_count`): fixed a tuple (L a compile-time constant, for the factor and the
+    substitution, `_factor_step`), lanes the same tuple for L = 1, else an array (the other
+    helpers' loops over a run-time L measured faster: LLVM unrolls fixed ones fully and
+    then cannot vectorise them); dims = (b zeros, nb zeros), b and nb as tuple lengths.
     """
     t_len, d_len, k_len = shape[0], shape[2], shape[3]
     b, nb = d_len * k_len, 2 if central else 1
-    dt, lanes = c.dtype, _lane_count(shape, nb, c.itemsize, hi - lo)
+    fixed, tl, dims = tag
+    dt, lanes, pad = c.dtype, len(fixed), nb * b
     ct, rt, vt, ht = _lanes(shape, lanes, dt)
-    low, inv, a, hp, s, pivots = _factor_work(shape, nb, lanes, c, kept)
-    y = np.empty((t_len * b, lanes), dtype=dt)
+    low, inv, scratch = _factor_work(shape, nb, lanes, c, kept)
+    y = np.zeros((pad + t_len * b, lanes), dtype=dt)
     sub = shape[2:]
     for n0 in range(lo, hi, lanes):
         nw = min(lanes, hi - n0)
         _load(c, r, v, h, n0, nw, ct, rt, vt, ht)
         low_at, inv_at = _factor_home(kept, n0, lanes, shape, nb, low, inv)
-        _factor(nw, ct, ht, consts, weights, sub, central, low_at, inv_at, a, hp, s, pivots)
-        _right_hand_side(nw, ct, rt, vt, weights, sub, y)
-        _substitute(low_at, inv_at, y, nw, b, nb, s)
-        _scatter(y, n0, nw, x)
+        _factor(tag, ct, ht, consts, weights, sub, central, low_at, inv_at, scratch)
+        _right_hand_side(tl, ct, rt, vt, weights, sub, y[pad:])
+        _substitute(low_at, inv_at, y, fixed, dims)
+        _scatter(y[pad:], n0, nw, x)
         if kept[0].shape[0] and lanes > 1:
             _scatter(_flat(low), n0, nw, kept[0])
             _scatter(inv, n0, nw, kept[1])
         for w in range(nw):
-            failed[n0 + w] = not np.isfinite(pivots[w])
+            failed[n0 + w] = not np.isfinite(scratch[2][w])
 
 
 @njit(**_JIT)
-def _gradients(nw, ct, rt, ht, xt, lt, order_gram, weights, shape, central, grads, z):
+def _gradients(lanes, ct, rt, ht, xt, lt, order_gram, weights, shape, central, grads, z):
     """Input gradients of the chunk's systems from x and λ, (T·b, W) each; see `_adjoint.py`.
 
     grads: lane-last (T, E, b, W), (T, E, W), (S, D, J, W), (T-1, W), like the inputs.
@@ -322,6 +376,7 @@ def _gradients(nw, ct, rt, ht, xt, lt, order_gram, weights, shape, central, grad
     z: scratch rows (8K + 3, W).
     """
     grad_c, grad_r, grad_v, grad_h = grads
+    nw = len(lanes)
     d_len, k_len, s_len, j_len = shape[0], shape[1], shape[2], shape[3]
     t_len, e_len, b = ct.shape[0], ct.shape[1], ct.shape[2]
     w_eq2, w_iv2, w_sm2 = weights[0], weights[1], weights[2]
@@ -354,8 +409,8 @@ def _gradients(nw, ct, rt, ht, xt, lt, order_gram, weights, shape, central, grad
     # (O = diag of the orders o), d/dh = −(w²/h) z_λᵀ (OG + GO) z_x: one product with the
     # constant `order_gram` = OG + GO.
     for t in range(t_len - 1):
-        _powers(ht, nw, t, k_len, hp)
-        acc[:nw] = 0.0
+        _powers(ht, lanes, t, k_len, hp)
+        acc[:] = 0.0
         for d in range(d_len):
             i0, i1 = t * b + d * k_len, (t + 1) * b + d * k_len
             for o in range(k_len):
@@ -365,7 +420,7 @@ def _gradients(nw, ct, rt, ht, xt, lt, order_gram, weights, shape, central, grad
                     z_l[o, w] = hp[o, w] * lt[i0 + o, w]
                     z_l[k_len + o, w] = hp[o, w] * lt[i1 + o, w]
             for p in range(kk):
-                g_x[p, :nw] = 0.0
+                g_x[p, :] = 0.0
                 for q in range(kk):
                     gpq = order_gram[p, q]
                     for w in range(nw):
@@ -394,7 +449,9 @@ def _gradients(nw, ct, rt, ht, xt, lt, order_gram, weights, shape, central, grad
 
 
 @njit(**_JIT)
-def backward(c, r, v, h, x, g, consts, order_gram, weights, shape, central, kept, grads, lo, hi):
+def backward(
+    c, r, v, h, x, g, consts, order_gram, weights, shape, central, kept, grads, tag, lo, hi
+):
     """λ = M⁻¹g and the input gradients for systems lo..hi-1; arguments as `forward`.
 
     The factor is read from `kept` when forward kept it, else computed again.
@@ -402,12 +459,14 @@ def backward(c, r, v, h, x, g, consts, order_gram, weights, shape, central, kept
     """
     t_len, d_len, k_len = shape[0], shape[2], shape[3]
     b, nb = d_len * k_len, 2 if central else 1
-    dt, lanes = c.dtype, _lane_count(shape, nb, c.itemsize, hi - lo)
+    fixed, tl, dims = tag
+    dt, lanes, pad = c.dtype, len(fixed), nb * b
     ct, rt, vt, ht = _lanes(shape, lanes, dt)
     gc, gr, gv, gh = _lanes(shape, lanes, dt)
-    low, inv, a, hp, s, pivots = _factor_work(shape, nb, lanes, c, kept)
+    low, inv, scratch = _factor_work(shape, nb, lanes, c, kept)
     xt = np.empty((t_len * b, lanes), dtype=dt)
-    lt = np.empty((t_len * b, lanes), dtype=dt)
+    lp = np.zeros((pad + t_len * b, lanes), dtype=dt)  # λ, padded rows as low
+    lt = lp[pad:]
     z = np.empty((8 * k_len + 3, lanes), dtype=dt)
     sub = shape[2:]
     for n0 in range(lo, hi, lanes):
@@ -417,12 +476,12 @@ def backward(c, r, v, h, x, g, consts, order_gram, weights, shape, central, kept
         _gather(g, n0, nw, lt)
         low_at, inv_at = _factor_home(kept, n0, lanes, shape, nb, low, inv)
         if not kept[0].shape[0]:
-            _factor(nw, ct, ht, consts, weights, sub, central, low_at, inv_at, a, hp, s, pivots)
+            _factor(tag, ct, ht, consts, weights, sub, central, low_at, inv_at, scratch)
         elif lanes > 1:
             _gather(kept[0], n0, nw, _flat(low))
             _gather(kept[1], n0, nw, inv)
-        _substitute(low_at, inv_at, lt, nw, b, nb, s)
-        _gradients(nw, ct, rt, ht, xt, lt, order_gram, weights, sub, central, (gc, gr, gv, gh), z)
+        _substitute(low_at, inv_at, lp, fixed, dims)
+        _gradients(tl, ct, rt, ht, xt, lt, order_gram, weights, sub, central, (gc, gr, gv, gh), z)
         _scatter(_flat(gc), n0, nw, grads[0])
         _scatter(_flat(gr), n0, nw, grads[1])
         _scatter(_flat(gv), n0, nw, grads[2])

@@ -39,14 +39,14 @@ def choose_method(method: str, n: int, t_len: int, b: int, device: torch.device)
 
 
 # Crossover of "auto", measured (benchmarks/README.md, "auto crossover"): forward+backward,
-# float64, D=1, K=3, 1 thread, medians (`benchmarks/solver.py`). On CPU the compiled kernel
-# wins wherever a step's work spans several systems or T is moderate: 2.9-3.6x over the
-# best torch method at T=208 for B = 64 ... 12,960, 4.5x at B=1, T=100, 1.8x at B=1,
-# T=10,000. For long sequences with few systems it runs few SIMD lanes, bound by the latency
-# of the Cholesky recurrence, and cyclic reduction wins: B=1, T=30,000 0.052 s vs 0.044 s,
-# T=100,000 0.128 s vs 0.084 s; B=8, T=30,000 0.212 s vs 0.204 s. On CUDA only the torch
-# methods run, and the T rounds of launches of "sequential" always lose to the log T levels
-# of "parallel".
+# float64, D=1, K=3, 1 thread, CPU-time medians (`benchmarks/solver.py`). On CPU the
+# compiled kernel wins wherever a step's work spans several systems or T is moderate, and
+# for one system at any T since its one lane runs as scalar code: B=1, T=10,000 0.006 s vs
+# 0.015 s (parallel), T=30,000 0.017 vs 0.033, T=100,000 0.054 vs 0.084; B=8, T=10,000
+# 0.042 vs 0.064. A few long sequences run 8 lanes, bound by the latency of the Cholesky
+# recurrence, and cyclic reduction wins: B=8, T=30,000 0.169 s vs 0.139 s. On CUDA only the
+# torch methods run, and the T rounds of launches of "sequential" always lose to the log T
+# levels of "parallel".
 AUTO_PARALLEL_MIN_STEPS_CPU = 20_000
 # Without numba (smnn needs only torch), CPU batches from this size go to "sequential": it
 # wins once the batch makes both torch methods memory-bound (B=12,960: 1.9 s vs 3.2 s;
@@ -60,7 +60,7 @@ def _auto_method(n: int, t_len: int, b: int, device: torch.device) -> str:
         return "parallel"
     if not _compiled.available():
         return "sequential" if n >= AUTO_SEQUENTIAL_MIN_BATCH_CPU else "parallel"
-    return "compiled" if t_len < AUTO_PARALLEL_MIN_STEPS_CPU else "parallel"
+    return "compiled" if n == 1 or t_len < AUTO_PARALLEL_MIN_STEPS_CPU else "parallel"
 
 
 def _problem(like: Problem, c, r, v, h) -> Problem:

@@ -75,12 +75,23 @@ def test_kept_and_recomputed_factors_give_the_same_gradients(batch, central, mon
 
 def test_long_sequences_run_in_fewer_lanes_within_the_memory_bound():
     # (T, E, D, K, S, J), one band, float64: T·b·(nb+1)·b·8 bytes of factor per system.
-    assert _kernels._lane_count((208, 1, 1, 3, 10, 2), 1, 8, 12_960) == _kernels.CHUNK
-    assert _kernels._lane_count((208, 1, 1, 3, 10, 2), 1, 8, 5) == 5
+    assert _kernels.lane_count((208, 1, 1, 3, 10, 2), 1, 8, 12_960) == _kernels.CHUNK
+    assert _kernels.lane_count((208, 1, 1, 3, 10, 2), 1, 8, 5) == 8  # padded to 8
+    assert _kernels.lane_count((208, 1, 1, 3, 10, 2), 1, 8, 1) == 1
     per_system = 100_000 * 3 * 6 * 8
-    lanes = _kernels._lane_count((100_000, 1, 1, 3, 1, 2), 1, 8, 64)
-    assert lanes == _kernels.CHUNK_BYTES // per_system
-    assert _kernels._lane_count((10**7, 1, 1, 3, 1, 2), 1, 8, 64) == 1
+    lanes = _kernels.lane_count((100_000, 1, 1, 3, 1, 2), 1, 8, 64)
+    assert lanes * per_system <= _kernels.CHUNK_BYTES and lanes in _kernels.LANE_COUNTS
+    assert _kernels.lane_count((10**7, 1, 1, 3, 1, 2), 1, 8, 64) == 1
+
+
+def test_a_partial_chunk_of_few_systems_matches_the_dense_solve():
+    # 5 systems run in 8 lanes, the last 3 copies of the fifth.
+    inputs = make_problem(batch=(5,), t_len=7, k_len=3, s_len=2, j_len=2, seed=22)
+    u, grads = solve_with_gradients(inputs, False)
+    dense_u, dense_grads = solve_with_gradients(inputs, False, method="dense")
+    assert relative_error(u, dense_u) < 1e-10
+    for name, got, want in zip(INPUT_NAMES, grads, dense_grads, strict=True):
+        assert relative_error(got, want) < 1e-8, name
 
 
 @pytest.mark.parametrize("central", [False, True], ids=["default", "central"])

@@ -326,7 +326,8 @@ def test_parallel_method_on_cuda_matches_cpu(central):
     [
         (1, 208, "cpu", "compiled"),
         (12_960, 208, "cpu", "compiled"),
-        (1, 100_000, "cpu", "parallel"),
+        (1, 100_000, "cpu", "compiled"),
+        (8, 30_000, "cpu", "parallel"),
         (12_960, 208, "cuda", "parallel"),
         (1, 100_000, "cuda", "parallel"),
     ],

@@ -1,4 +1,4 @@
-"""The normal equations of DESIGN.md §2's rows: blocks of M = AᵀW²A and β = AᵀW²y.
+"""The normal equations of docs/design.md §2's rows: blocks of M = AᵀW²A and β = AᵀW²y.
 
 Built directly per step, never forming A, outside autograd (the backward pass is analytic,
 see `_adjoint.py`).

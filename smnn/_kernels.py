@@ -1,6 +1,6 @@
 """Numba kernels of the "compiled" method: assembly fused into the block Cholesky factor.
 
-A chunk of W systems (W ≤ `CHUNK`) is processed at once: the normal matrix M (DESIGN.md
+A chunk of W systems (W ≤ `CHUNK`) is processed at once: the normal matrix M (docs/design.md
 §2) of each is built one block-row at a time and factorised as it is built (a Cholesky of
 the banded matrix restricted to its block profile, i.e. the block Cholesky of the
 sequential method), so M is never stored. Every scalar step of that algorithm is a loop over

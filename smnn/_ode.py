@@ -23,7 +23,7 @@ def ode_forward(
     method: str = "auto",
     solve_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Solve the linear ODE least-squares problem of S-MNN (DESIGN.md §2) in O(T) time.
+    """Solve the linear ODE least-squares problem of S-MNN (docs/design.md §2) in O(T) time.
 
     The ODE Σ_{d,k} c[t,e,d,k] u[t,d,k] = r[t,e] (one equation per e), initial values
     u[t,d,k] = v[t,d,k] for t < S, k < J, and Taylor smoothness rows between steps are all

@@ -1,6 +1,6 @@
 """Parallel-in-time solver method: block cyclic reduction, O(T) work and O(log T) depth.
 
-The normal matrix M (DESIGN.md §2) is symmetric positive definite and block-tridiagonal
+The normal matrix M (docs/design.md §2) is symmetric positive definite and block-tridiagonal
 (block-pentadiagonal with central rows). Cyclic reduction eliminates every other step at
 once: the even steps of a level couple only to their odd neighbours, so their b×b diagonal
 blocks are factorised together, and the Schur complement on the odd steps is again

@@ -2,7 +2,7 @@
 
 Forward (outside autograd): β, M from `_assemble.normal_equations`, x = M⁻¹β.
 Backward, for a cotangent g on x: λ = M⁻¹g with the same factor (M is symmetric), then
-∂β = λ, ∂M = −λxᵀ (DESIGN.md §2) contracted with the assembly, written out analytically
+∂β = λ, ∂M = −λxᵀ (docs/design.md §2) contracted with the assembly, written out analytically
 in `_adjoint.py` (no (N, T, b, b) gradient tensor is formed). Each call keeps its own
 factor in its autograd context, so several forwards before one backward are fine.
 """

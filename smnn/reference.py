@@ -1,7 +1,7 @@
 """The dense ground truth: build the least-squares matrix A explicitly and solve densely.
 
 This is the O((T·b)³) solve the original MNN performed (without its slack variable); the
-fast solver must agree with it. It is written straight from DESIGN.md §2, row group by row
+fast solver must agree with it. It is written straight from docs/design.md §2, row group by row
 group, sharing no code with the fast path, so that a mistake in one is not repeated in the
 other. Differentiable by plain autograd.
 """
@@ -138,7 +138,7 @@ def ode_forward_dense(
         init_vars: (..., S, D, J); steps: (..., T-1 or 1). Leading dims broadcast.
 
     Returns:
-        u: (..., T, D, K), the minimiser of DESIGN.md §2's weighted sum of squares, found
+        u: (..., T, D, K), the minimiser of docs/design.md §2's weighted sum of squares, found
         from the normal equations (AᵀW²A) u = AᵀW²y by a dense Cholesky solve.
     """
     p = canonicalise(

@@ -99,7 +99,8 @@ def fit_mode_dynamics(
 
     amplitudes (T, M) raw projections (pipeline.model.modes.project), seasons (T,) ints.
     Returns the model (best validation weights) and a summary: the validation loss of the
-    LIM it started from and of the trained model, and the steps taken.
+    LIM it started from and of the trained model (None without validation), and the steps
+    taken.
     """
     scaled = amplitudes / np.maximum(amplitude_std, 1e-12)
     model = ModeDynamics(amplitudes.shape[1], n_seasons, harmonics,
@@ -110,9 +111,9 @@ def fit_mode_dynamics(
     train = (0, fit_end, fit_end)
     val = None if val_end is None or val_end <= fit_end else (fit_end, val_end, val_end)
 
-    def validation() -> float:
+    def validation() -> float | None:  # None, not NaN: the summary goes to a JSON log
         with torch.no_grad():
-            return float(_loss(model, a, s, scale, *val, horizon)) if val else math.nan
+            return float(_loss(model, a, s, scale, *val, horizon)) if val else None
 
     best = start = validation()
     best_state, bad, step = None, 0, 0

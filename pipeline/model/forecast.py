@@ -97,13 +97,14 @@ class _Runner:
         self.locations = ocean_locations(ocean, block=self.config.window.block_locations)
         self.batch_size = batch_size
 
-    def blocks(self, issues: np.ndarray):
+    def blocks(self, issues: np.ndarray, projected=None):
         """Yield (iy, ix, outputs) per block of rows: outputs of the model for all issue
-        times × block locations, each (I, n, ...) numpy arrays."""
+        times × block locations, each (I, n, ...) numpy arrays. `projected`: the issue
+        times' `project_modes`, when the caller has them already."""
         C = self.config.window.context
         t0, t1 = int(issues.min()) - C + 1, int(issues.max()) + 1  # never past the last init
         locs = self.locations
-        modes = self.modes(issues)
+        modes = self.modes(issues, projected)
         for b in range(locs.n_blocks):
             s, e = locs.block_starts[b], locs.block_starts[b + 1]
             iy, ix = locs.iy[s:e], locs.ix[s:e]
@@ -127,33 +128,40 @@ class _Runner:
             yield iy, ix, {k: v.reshape(len(issues), len(iy), *v.shape[1:])
                            for k, v in out.items()}
 
-    def modes(self, issues: np.ndarray) -> np.ndarray | None:
-        """Non-local encoder features (I, 2M) at the issue times (pipeline.model.modes), from the
-        anomaly fields up to the last issue time only."""
+    def project_modes(self, issues: np.ndarray) -> tuple[int, np.ndarray] | None:
+        """(first, amplitudes (last issue + 1 - first, M)) of the steps from TENDENCY_LAG
+        before the first issue time to the last one (pipeline.model.modes.project): what
+        the covariates and the mode dynamics of these issue times read; None without modes."""
         if self.eof is None:
             return None
         first = max(0, int(issues.min()) - TENDENCY_LAG)
-        amplitudes = project(self.ds.sst, self.clim, self.seasons, self.eof, first,
-                             int(issues.max()) + 1)
+        return first, project(self.ds.sst, self.clim, self.seasons, self.eof, first,
+                              int(issues.max()) + 1)
+
+    def modes(self, issues: np.ndarray, projected=None) -> np.ndarray | None:
+        """Non-local encoder features (I, 2M) at the issue times (pipeline.model.modes), from the
+        anomaly fields up to the last issue time only."""
+        projected = projected or self.project_modes(issues)
+        if projected is None:
+            return None
+        first, amplitudes = projected
         return mode_features(amplitudes, self.amplitude_std, 0)[issues - first]
 
     @torch.no_grad()
     def with_mode_dynamics(self, issues: np.ndarray, leads: np.ndarray, values: np.ndarray,
-                           valid_seasons: np.ndarray) -> np.ndarray:
+                           valid_seasons: np.ndarray, projected=None) -> np.ndarray:
         """values (I, L, Y, X) °C, the network's forecasts, with the modes' part replaced by
         the mode dynamics' forecast (pipeline.model.dynamics.blend); unchanged without them."""
         if self.dynamics is None:
             return values
-        first, last = int(issues.min()), int(issues.max()) + 1
-        amplitudes = project(self.ds.sst, self.clim, self.seasons, self.eof, first, last)
+        first, amplitudes = projected or self.project_modes(issues)
         a0 = amplitudes[issues - first] / self.amplitude_std  # (I, M), each from its own step
         future = self.dynamics(torch.from_numpy(a0), torch.from_numpy(self.seasons[issues]),
                                int(leads.max()))  # (I, H, M)
         modes = future.numpy()[:, leads - 1] * self.amplitude_std  # (I, L, M)
-        anomaly = values - self.clim[valid_seasons]
+        clim = self.clim[valid_seasons]  # (I, L, Y, X)
         weights = blend_weights(leads, self.config.model.mode_leads)
-        return self.clim[valid_seasons] + blend(anomaly, modes, self.eof, self.pattern,
-                                                weights)
+        return clim + blend(values - clim, modes, self.eof, self.pattern, weights)
 
     @torch.no_grad()
     def predict(self, context: np.ndarray, cov: np.ndarray) -> dict[str, np.ndarray]:
@@ -242,14 +250,16 @@ def _hindcast(run_dir, store, *, start, end, leads, out, every: int = 1, batch_s
             values = np.full((len(group), *shape), np.nan, np.float32)
             valid_seasons = seasonal_index(
                 valid_times(runner.times[group], lead_values, runner.step), runner.step)  # (I, L)
-            for iy, ix, out_block in runner.blocks(group):
+            projected = runner.project_modes(group)  # one read for covariates and dynamics
+            for iy, ix, out_block in runner.blocks(group, projected):
                 anomaly = out_block["forecast"][:, :, lead_values - 1]  # (I, n, L)
                 clim = runner.clim[:, iy, ix][valid_seasons]  # (I, L, n)
                 values[:, :, iy, ix] = clim + np.moveaxis(anomaly, 1, 2) * runner.std[iy, ix]
                 if maps is not None and mapped in group:
                     maps.add(iy, ix, out_block, int(np.flatnonzero(group == mapped)[0]))
                 bar.update(len(group) * len(iy))
-            values = runner.with_mode_dynamics(group, lead_values, values, valid_seasons)
+            values = runner.with_mode_dynamics(group, lead_values, values, valid_seasons,
+                                               projected)
             for i in range(len(group)):
                 writer.write(g + i, values[i])
     if maps is not None and mapped not in issues:

@@ -61,6 +61,14 @@ def test_initial_steps_must_fit_in_the_context():
                                                                        "horizon": 4}})
 
 
+def test_mode_dynamics_need_the_context_modes():
+    with pytest.raises(ValueError, match="mode_leads needs model.context_modes"):
+        Config.model_validate({"model": {"context_modes": 0}})
+    assert Config.model_validate({"model": {"context_modes": 0, "mode_leads": 0}})
+    with pytest.raises(ValueError, match="mode_harmonics"):
+        Config.model_validate({"model": {"mode_harmonics": 7}})
+
+
 def test_malformed_toml_is_a_clear_error(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("[train\n")

@@ -29,34 +29,25 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["data", "network forward", "solve forward", "loss", "solve backward",
+STAGES = ["data", "network forward + loss", "solve forward", "solve backward",
           "backward (network)", "clip + optimiser"]
 
 CHILD = r"""
-import json, statistics, sys, time
+import json, statistics, sys, tempfile, time
 import numpy as np, torch
 steps, threads, resolution = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 torch.set_num_threads(threads)
 import smnn
-from pipeline.climatology import fit_climatology
-from pipeline.config import Config
-from pipeline.model import MechanisticIdentifier
-from pipeline.synthetic import synthetic_dataset
-from pipeline.train import context_modes, masked_mse
-from pipeline.windows import BlockBatchSampler, WindowDataset, plan_splits
+from pipeline.data.synthetic import synthetic_dataset
+from pipeline.model.config import Config
+from pipeline.model.train import Trainer, _loss, _to
 
+# The real Trainer builds the data, the model and the optimiser, so this measures what
+# `sstcast train` runs; its loop is unrolled here only to time the stages.
 config = Config()
 ds = synthetic_dataset("1950-01", "1989-12", resolution=resolution)
-split, _, fit_end = plan_splits(ds.time.values, train_end=None, val_steps=0,
-                                context=config.window.context, stride=config.window.stride)
-stats = fit_climatology(ds.sst, end=fit_end, std_floor=config.window.std_floor)
-if config.model.context_modes:
-    stats = stats.merge(context_modes(ds, stats, split.target_end, config))
-data = WindowDataset(ds, stats, split, config.window)
-torch.manual_seed(0)
-model = MechanisticIdentifier(config.model, config.window)
-optimiser = torch.optim.AdamW(model.parameters(), lr=config.train.lr,
-                              weight_decay=config.train.weight_decay)
+trainer = Trainer(ds, __import__("pathlib").Path(tempfile.mkdtemp()), config)
+model, optimiser, t = trainer.model, trainer.optimiser, config.train
 log = {}
 
 class Mark(torch.autograd.Function):
@@ -82,33 +73,35 @@ class TimedODE(torch.nn.Module):
         return Mark.apply(u, "out")
 
 model.ode = TimedODE(model.ode)
-sampler = iter(BlockBatchSampler(data, config.train.batch_size, seed=0))
+from pipeline.model.windows import BlockBatchSampler, collate_batch
+sampler = BlockBatchSampler(trainer.train_data, t.batch_size, seed=t.seed)
+loader = iter(torch.utils.data.DataLoader(trainer.train_data, batch_sampler=sampler,
+                                          collate_fn=collate_batch, num_workers=t.num_workers))
 rows = []
 for i in range(steps + 3):
     log.clear()
     c0 = time.process_time()
     t0 = time.perf_counter()
-    batch = {k: torch.as_tensor(v) for k, v in data.__getitems__(next(sampler)).items()}
+    batch = _to(next(loader), trainer.device)
     t1 = time.perf_counter()
-    out = model(batch["context"], batch["covariates"])
-    t2 = time.perf_counter()
-    loss = masked_mse(out.forecast, batch["target"], batch["mask"], batch["weight"])
+    loss = _loss(model, batch, config.model.align_weight)
+    float(loss.detach())
     t3 = time.perf_counter()
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     t4 = time.perf_counter()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
     optimiser.step()
     t5 = time.perf_counter()
     solve_bwd = max(log["in"]) - min(log["out"])
     if i >= 3:
-        rows.append({"data": t1 - t0, "network forward": t2 - t1 - log["solve forward"],
-                     "solve forward": log["solve forward"], "loss": t3 - t2,
+        rows.append({"data": t1 - t0, "network forward + loss": t3 - t1 - log["solve forward"],
+                     "solve forward": log["solve forward"],
                      "solve backward": solve_bwd, "backward (network)": t4 - t3 - solve_bwd,
                      "clip + optimiser": t5 - t4, "step": t5 - t0,
                      "step CPU": time.process_time() - c0})
 med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-print(json.dumps(dict(stages=med, batch=config.train.batch_size, smnn=smnn.__file__,
+print(json.dumps(dict(stages=med, batch=t.batch_size, smnn=smnn.__file__,
                       t_len=model.t_len, solve_dtype=str(model.ode.ode.solve_dtype))))
 """
 

@@ -133,8 +133,9 @@ def _factor(tag, ct, ht, consts, weights, shape, central, low, inv, scratch):
     body is the whole block-row (`_factor_step`). low and inv have nb·b leading rows of
     zeros (the columns before the first step), so every step runs the same code.
 
-    pivots[w] ends NaN exactly when a pivot was <= rtol·M_ii (weights[3]; zero, negative or
-    NaN included): M not numerically positive definite. NaNs stay in their own lane.
+    pivots[w] ends NaN exactly when a pivot d_i was <= rtol·M_ii (weights[3]; zero,
+    negative or NaN included): M not numerically positive definite. NaNs stay in their own
+    lane.
     scratch = (a, hp, pivots) from `_factor_work`.
     """
     a, hp, pivots = scratch
@@ -149,16 +150,19 @@ def _factor(tag, ct, ht, consts, weights, shape, central, low, inv, scratch):
         for j in range(b):  # the pivot test, apart (see `_factor_step`)
             i = pad + t * b + j
             for w in range(nw):
-                # a[j, pad + j] is M_ii: fail unless pivot = 1/inv² > rtol·M_ii (NaN fails)
-                if not (rtol * a[j, pad + j, w] * inv[i, w] * inv[i, w] < 1.0):
+                # a[j, pad + j] is M_ii: fail unless the pivot 1/inv > rtol·M_ii (NaN fails)
+                if not (inv[i, w] > 0.0 and rtol * a[j, pad + j, w] * inv[i, w] < 1.0):
                     pivots[w] = np.nan
 
 
 @njit(**_JIT)
 def _factor_step(t, fixed, dims, a, low, inv):
-    """Block-row t of the factor from the assembled rows a, all arrays flat (C order of
-    a (b, W, L), low (rows, W, L), inv (rows, L); W = (nb+1)·b, L lanes).
+    """Block-row t of the factor M = L D Lᵀ (L unit lower, no square roots) from the
+    assembled rows a, all arrays flat (C order of a (b, W, L), low (rows, W, L), inv
+    (rows, L); W = (nb+1)·b, L lanes): low holds L's entries below the diagonal, inv 1/D.
 
+    Row i is built un-normalised first, w_ic = a_ic − Σ_k w_ik l_ck = l_ic d_c, so each
+    entry is one dot product; then l_ic = w_ic / d_c and d_i = a_ii − Σ_c w_ic l_ic.
     L, b and nb are compile-time constants (tuple lengths) and the indices unsigned (no
     negative-index wrap-around): LLVM then sees every address as affine with constant
     strides, proves the lanes independent, unrolls the block-row and vectorises the lane
@@ -172,7 +176,7 @@ def _factor_step(t, fixed, dims, a, low, inv):
     for w in range(n_lanes):
         for j in range(b):
             i = pad + t * b + j
-            for cc in range(pad + j + 1):  # column (t − nb)·b + cc, in padded row r
+            for cc in range(pad + j):  # column (t − nb)·b + cc, in padded row r
                 r, off = top + cc, (nb - cc // b) * b
                 acc = a[_U((j * width + cc) * n_lanes + w)]
                 for kk in range(cc):
@@ -180,18 +184,20 @@ def _factor_step(t, fixed, dims, a, low, inv):
                         low[_U((i * width + kk) * n_lanes + w)]
                         * low[_U((r * width + kk + off) * n_lanes + w)]
                     )
-                if cc < pad + j:
-                    low[_U((i * width + cc) * n_lanes + w)] = acc * inv[_U(r * n_lanes + w)]
-                else:
-                    root = np.sqrt(acc)  # NaN for a negative pivot
-                    low[_U((i * width + cc) * n_lanes + w)] = root
-                    inverse = 1.0 / root  # inf for a zero one
-                    inv[_U(i * n_lanes + w)] = inverse
+                low[_U((i * width + cc) * n_lanes + w)] = acc
+            pivot = a[_U((j * width + pad + j) * n_lanes + w)]
+            for cc in range(pad + j):
+                at = _U((i * width + cc) * n_lanes + w)
+                scaled = low[at]
+                value = scaled * inv[_U((top + cc) * n_lanes + w)]
+                low[at] = value
+                pivot -= scaled * value
+            inv[_U(i * n_lanes + w)] = 1.0 / pivot  # inf for a zero pivot
 
 
 @njit(**_JIT)
 def _substitute(low, inv, y, fixed, dims):
-    """y ← M⁻¹y in place for the chunk, M = L Lᵀ as factorised by `_factor`; y (pad + T·b,
+    """y ← M⁻¹y in place for the chunk, M = L D Lᵀ as factorised by `_factor`; y (pad + T·b,
     L) with pad = nb·b leading rows (set to zero here), like low and inv. One lane loop
     per step, flat unsigned indices, as `_factor_step`."""
     n_lanes, b, nb = len(fixed), len(dims[0]), len(dims[1])
@@ -207,14 +213,15 @@ def _substitute(low, inv, y, fixed, dims):
                 acc = fy[_U(i * n_lanes + w)]
                 for kk in range(pad + j):
                     acc -= fl[_U((i * width + kk) * n_lanes + w)] * fy[_U((top + kk) * n_lanes + w)]
-                fy[_U(i * n_lanes + w)] = acc * fi[_U(i * n_lanes + w)]
-    for t in range(steps - 1, -1, -1):  # Lᵀ x = z, column by column
+                fy[_U(i * n_lanes + w)] = acc
+    for i in range(pad * n_lanes, fy.size):  # D w = z
+        fy[_U(i)] *= fi[_U(i)]
+    for t in range(steps - 1, -1, -1):  # Lᵀ x = w, column by column
         top = t * b
         for w in range(n_lanes):
             for j in range(b - 1, -1, -1):
                 i = pad + t * b + j
-                yi = fy[_U(i * n_lanes + w)] * fi[_U(i * n_lanes + w)]
-                fy[_U(i * n_lanes + w)] = yi
+                yi = fy[_U(i * n_lanes + w)]
                 for kk in range(pad + j):
                     fy[_U((top + kk) * n_lanes + w)] -= fl[_U((i * width + kk) * n_lanes + w)] * yi
 

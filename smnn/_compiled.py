@@ -96,7 +96,8 @@ def _tag(shape, central: bool, itemsize: int, n: int) -> tuple:
     lanes = _kernels.lane_count(shape, 2 if central else 1, itemsize, per_thread)
     fixed = (0,) * lanes
     b, nb = shape[2] * shape[3], 2 if central else 1
-    return fixed, fixed if lanes == 1 else np.zeros(lanes, np.int8), ((0,) * b, (0,) * nb)
+    dims = ((0,) * b, (0,) * nb, (0,) * shape[3])
+    return fixed, fixed if lanes == 1 else np.zeros(lanes, np.int8), dims
 
 
 def _flat(*tensors: torch.Tensor):

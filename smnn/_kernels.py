@@ -342,7 +342,7 @@ def forward(c, r, v, h, consts, weights, shape, central, x, failed, kept, tag, l
     L (`lane_count`): fixed a tuple (L a compile-time constant, for the factor and the
     substitution, `_factor_step`), lanes the same tuple for L = 1, else an array (the other
     helpers' loops over a run-time L measured faster: LLVM unrolls fixed ones fully and
-    then cannot vectorise them); dims = (b zeros, nb zeros), b and nb as tuple lengths.
+    then cannot vectorise them); dims = (b, nb and K zeros): b, nb and K as tuple lengths.
     """
     t_len, d_len, k_len = shape[0], shape[2], shape[3]
     b, nb = d_len * k_len, 2 if central else 1
@@ -368,84 +368,107 @@ def forward(c, r, v, h, consts, weights, shape, central, x, failed, kept, tag, l
 
 
 @njit(**_JIT)
-def _gradients(lanes, ct, rt, ht, xt, lt, order_gram, weights, shape, central, grads, z):
+def _gradients(tag, ct, rt, ht, xt, lt, order_gram, weights, shape, central, grads):
     """Input gradients of the chunk's systems from x and λ, (T·b, W) each; see `_adjoint.py`.
 
     grads: lane-last (T, E, b, W), (T, E, W), (S, D, J, W), (T-1, W), like the inputs.
-
-    z: scratch rows (8K + 3, W).
+    The equation and smoothness rows, nearly all the work, are lane loops with the block
+    unrolled as in `_factor_step`; the initial-value and central rows are few.
     """
+    fixed, lanes, dims = tag
     grad_c, grad_r, grad_v, grad_h = grads
-    nw = len(lanes)
     d_len, k_len, s_len, j_len = shape[0], shape[1], shape[2], shape[3]
-    t_len, e_len, b = ct.shape[0], ct.shape[1], ct.shape[2]
-    w_eq2, w_iv2, w_sm2 = weights[0], weights[1], weights[2]
-    res_l, res_x = z[0], z[1]
-    for t in range(t_len):  # equation rows: −w²((c·λ) x + (c·x − r) λ)
-        for e in range(e_len):
-            for w in range(nw):
-                res_l[w] = 0.0
-                res_x[w] = -rt[t, e, w]
-            for i in range(b):
-                for w in range(nw):
-                    res_l[w] += ct[t, e, i, w] * lt[t * b + i, w]
-                    res_x[w] += ct[t, e, i, w] * xt[t * b + i, w]
-            for w in range(nw):
-                grad_r[t, e, w] = w_eq2 * res_l[w]
-            for i in range(b):
-                for w in range(nw):
-                    grad_c[t, e, i, w] = -w_eq2 * (
-                        res_l[w] * xt[t * b + i, w] + res_x[w] * lt[t * b + i, w]
-                    )
+    b = ct.shape[2]
+    _equation_gradients(fixed, dims, ct, rt, xt, lt, weights[0], grad_c, grad_r)
     for t in range(s_len):  # initial-value rows
         for d in range(d_len):
             for k in range(j_len):
-                for w in range(nw):
-                    grad_v[t, d, k, w] = w_iv2 * lt[t * b + d * k_len + k, w]
+                for w in range(len(lanes)):
+                    grad_v[t, d, k, w] = weights[1] * lt[t * b + d * k_len + k, w]
+    _smoothness_gradients(fixed, dims, ht, xt, lt, order_gram, weights[2], grad_h)
+    if central:
+        _central_gradients(lanes, ht, xt, lt, weights[2], shape, grad_h)
+
+
+@njit(**_JIT)
+def _equation_gradients(fixed, dims, ct, rt, xt, lt, w_eq2, grad_c, grad_r):
+    """Equation rows: grad_r = w²(c·λ), grad_c = −w²((c·λ) x + (c·x − r) λ)."""
+    n_lanes, b = len(fixed), len(dims[0])
+    t_len, e_len = rt.shape[0], rt.shape[1]
+    fc, fr = ct.reshape(ct.size), rt.reshape(rt.size)
+    fx, fl = xt.reshape(xt.size), lt.reshape(lt.size)
+    gc, gr = grad_c.reshape(grad_c.size), grad_r.reshape(grad_r.size)
+    for t in range(t_len):
+        for e in range(e_len):
+            row = t * e_len + e
+            for w in range(n_lanes):
+                res_l = 0.0
+                res_x = -fr[_U(row * n_lanes + w)]
+                for i in range(b):
+                    c_i = fc[_U((row * b + i) * n_lanes + w)]
+                    res_l += c_i * fl[_U((t * b + i) * n_lanes + w)]
+                    res_x += c_i * fx[_U((t * b + i) * n_lanes + w)]
+                gr[_U(row * n_lanes + w)] = w_eq2 * res_l
+                for i in range(b):
+                    gc[_U((row * b + i) * n_lanes + w)] = -w_eq2 * (
+                        res_l * fx[_U((t * b + i) * n_lanes + w)]
+                        + res_x * fl[_U((t * b + i) * n_lanes + w)]
+                    )
+
+
+@njit(**_JIT)
+def _smoothness_gradients(fixed, dims, ht, xt, lt, order_gram, w_sm2, grad_h):
+    """Smoothness rows: −w² z_λᵀ G z_x with z = [h^o u_t, h^o u_{t+1}]. As dz/dh = O z / h
+    (O = diag of the orders o), d/dh = −(w²/h) z_λᵀ (OG + GO) z_x: one product with the
+    constant `order_gram` = OG + GO, per state dim."""
+    n_lanes, b, k_len = len(fixed), len(dims[0]), len(dims[2])
     kk = 2 * k_len
-    z_x, z_l, g_x = z[2 : 2 + kk], z[2 + kk : 2 + 2 * kk], z[2 + 2 * kk : 2 + 3 * kk]
-    hp, acc = z[2 + 3 * kk : 2 + 3 * kk + k_len], z[2 + 3 * kk + k_len]
-    # Smoothness rows: −w² z_λᵀ G z_x with z = [h^o u_t, h^o u_{t+1}]. As dz/dh = O z / h
-    # (O = diag of the orders o), d/dh = −(w²/h) z_λᵀ (OG + GO) z_x: one product with the
-    # constant `order_gram` = OG + GO.
-    for t in range(t_len - 1):
-        _powers(ht, lanes, t, k_len, hp)
-        acc[:] = 0.0
-        for d in range(d_len):
-            i0, i1 = t * b + d * k_len, (t + 1) * b + d * k_len
-            for o in range(k_len):
-                for w in range(nw):
-                    z_x[o, w] = hp[o, w] * xt[i0 + o, w]
-                    z_x[k_len + o, w] = hp[o, w] * xt[i1 + o, w]
-                    z_l[o, w] = hp[o, w] * lt[i0 + o, w]
-                    z_l[k_len + o, w] = hp[o, w] * lt[i1 + o, w]
-            for p in range(kk):
-                g_x[p, :] = 0.0
-                for q in range(kk):
-                    gpq = order_gram[p, q]
-                    for w in range(nw):
-                        g_x[p, w] += gpq * z_x[q, w]
-                for w in range(nw):
-                    acc[w] += z_l[p, w] * g_x[p, w]
+    fh, gh = ht.reshape(ht.size), grad_h.reshape(grad_h.size)
+    fx, fl = xt.reshape(xt.size), lt.reshape(lt.size)
+    for t in range(xt.shape[0] // b - 1):  # the intervals
+        for w in range(n_lanes):
+            h = fh[_U(t * n_lanes + w)]
+            acc = 0.0
+            for d in range(b // k_len):
+                i0 = t * b + d * k_len  # u_t's orders; u_{t+1}'s are b rows on
+                for p in range(kk):
+                    rp = i0 + (p // k_len) * b + p % k_len
+                    hp = 1.0
+                    for _ in range(p % k_len):
+                        hp *= h
+                    g_x = 0.0
+                    for q in range(kk):
+                        rq = i0 + (q // k_len) * b + q % k_len
+                        hq = 1.0
+                        for _ in range(q % k_len):
+                            hq *= h
+                        g_x += order_gram[p, q] * hq * fx[_U(rq * n_lanes + w)]
+                    acc += hp * fl[_U(rp * n_lanes + w)] * g_x
+            gh[_U(t * n_lanes + w)] = -w_sm2 * acc / h
+
+
+@njit(**_JIT)
+def _central_gradients(lanes, ht, xt, lt, w_sm2, shape, grad_h):
+    """Central rows: −w² (p a_λ + q b_λ)(p a_x + q b_x), p = H^{K-3}, q = H^{K-2}."""
+    nw = len(lanes)
+    d_len, k_len = shape[0], shape[1]
+    b, t_len = d_len * k_len, xt.shape[0] // (d_len * k_len)
+    lo, hi = k_len - 2, k_len - 1
+    for s in range(t_len - 2):
         for w in range(nw):
-            grad_h[t, w] = -w_sm2 * acc[w] / ht[t, w]
-    if central:  # −w² (p a_λ + q b_λ)(p a_x + q b_x), p = H^{K-3}, q = H^{K-2}
-        lo, hi = k_len - 2, k_len - 1
-        for s in range(t_len - 2):
-            for w in range(nw):
-                big = ht[s, w] + ht[s + 1, w]
-                p, q = _ipow(big, k_len - 3), _ipow(big, k_len - 2)
-                g_p, g_q = 0.0, 0.0
-                for d in range(d_len):
-                    i0, i1, i2 = s * b + d * k_len, (s + 1) * b + d * k_len, (s + 2) * b + d * k_len
-                    a_x, a_l = xt[i0 + lo, w] - xt[i2 + lo, w], lt[i0 + lo, w] - lt[i2 + lo, w]
-                    b_x, b_l = xt[i1 + hi, w], lt[i1 + hi, w]
-                    row_x, row_l = p * a_x + q * b_x, p * a_l + q * b_l
-                    g_p += a_l * row_x + a_x * row_l
-                    g_q += b_l * row_x + b_x * row_l
-                g_big = -w_sm2 * (g_p * (k_len - 3) * _ipow(big, k_len - 4) + g_q * (k_len - 2) * p)
-                grad_h[s, w] += g_big
-                grad_h[s + 1, w] += g_big
+            big = ht[s, w] + ht[s + 1, w]
+            p, q = _ipow(big, k_len - 3), _ipow(big, k_len - 2)
+            g_p, g_q = 0.0, 0.0
+            for d in range(d_len):
+                i0, i1, i2 = s * b + d * k_len, (s + 1) * b + d * k_len, (s + 2) * b + d * k_len
+                a_x, a_l = xt[i0 + lo, w] - xt[i2 + lo, w], lt[i0 + lo, w] - lt[i2 + lo, w]
+                b_x, b_l = xt[i1 + hi, w], lt[i1 + hi, w]
+                row_x, row_l = p * a_x + q * b_x, p * a_l + q * b_l
+                g_p += a_l * row_x + a_x * row_l
+                g_q += b_l * row_x + b_x * row_l
+            g_big = -w_sm2 * (g_p * (k_len - 3) * _ipow(big, k_len - 4) + g_q * (k_len - 2) * p)
+            grad_h[s, w] += g_big
+            grad_h[s + 1, w] += g_big
 
 
 @njit(**_JIT)
@@ -467,7 +490,6 @@ def backward(
     xt = np.empty((t_len * b, lanes), dtype=dt)
     lp = np.zeros((pad + t_len * b, lanes), dtype=dt)  # λ, padded rows as low
     lt = lp[pad:]
-    z = np.empty((8 * k_len + 3, lanes), dtype=dt)
     sub = shape[2:]
     for n0 in range(lo, hi, lanes):
         nw = min(lanes, hi - n0)
@@ -481,7 +503,7 @@ def backward(
             _gather(kept[0], n0, nw, _flat(low))
             _gather(kept[1], n0, nw, inv)
         _substitute(low_at, inv_at, lp, fixed, dims)
-        _gradients(tl, ct, rt, ht, xt, lt, order_gram, weights, sub, central, (gc, gr, gv, gh), z)
+        _gradients(tag, ct, rt, ht, xt, lt, order_gram, weights, sub, central, (gc, gr, gv, gh))
         _scatter(_flat(gc), n0, nw, grads[0])
         _scatter(_flat(gr), n0, nw, grads[1])
         _scatter(_flat(gv), n0, nw, grads[2])

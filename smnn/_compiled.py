@@ -29,6 +29,11 @@ MIN_SYSTEMS_PER_THREAD = 16
 # the SST shape they would take 390 MB, and recomputing costs less than that much memory
 # traffic (and page faults) would.
 KEEP_FACTOR_BYTES = 64 << 20
+# ...and only when a chunk runs at most this many lanes: copying a 32-lane chunk's factor
+# out and back in costs more than factorising again (B=512, T=54: fwd+bwd 2.35 ms
+# recomputed vs 3.15 ms kept; B=64, T=1,000: 7.3 vs 9.1 ms), while few long systems gain
+# (B=1, T=20,000: 4.4 ms kept vs 7.5 ms; B=8, T=5,000: 6.7 vs 8.7 ms). 1 thread, float64.
+KEEP_FACTOR_MAX_LANES = 8
 
 
 @functools.lru_cache(maxsize=64)
@@ -129,14 +134,19 @@ class _CompiledSolve(torch.autograd.Function):
         b, nb = d_len * k_len, 2 if central else 1
         rows = nb * b + t_len * b  # the kernels' factor has nb·b leading rows of zeros
         factor_bytes = n * rows * ((nb + 1) * b + 1) * coefficients.itemsize
-        kept_rows = n if factor_bytes <= KEEP_FACTOR_BYTES else 0
+        tag = _tag(shape, central, coefficients.itemsize, n)
+        keep = (
+            factor_bytes <= KEEP_FACTOR_BYTES
+            and len(tag[0]) <= KEEP_FACTOR_MAX_LANES
+            and any(ctx.needs_input_grad[:4])  # no backward pass, nothing to keep for
+        )
+        kept_rows = n if keep else 0
         (x,) = _empty((n, t_len * b), dtype=inputs[0].dtype)
         kept = [  # zeros: the padding rows must be
             np.zeros(size, dtype=inputs[0].dtype)
             for size in ((kept_rows, rows * (nb + 1) * b), (kept_rows, rows))
         ]
         failed = np.zeros(n, dtype=np.bool_)
-        tag = _tag(shape, central, coefficients.itemsize, n)
         _split(
             _kernels.forward, n, *inputs, consts, weights, shape, central, x, failed,
             tuple(kept), tag,

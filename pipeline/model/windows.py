@@ -35,6 +35,8 @@ from pipeline.climatology import ocean_mask, open_sst, seasonal_index, store_tim
 from pipeline.model.config import WindowConfig
 from pipeline.model.modes import mode_features, project
 
+N_COVARIATES = 5  # season phase (2) and location (3), `covariates`
+
 __all__ = [
     "BlockBatchSampler",
     "Locations",
@@ -141,13 +143,34 @@ def normalised_anomalies(
 def covariates(seasons: np.ndarray, n_seasons: int, lat: np.ndarray, lon: np.ndarray):
     """Encoder covariates (N, 5): issue season phase (sin, cos) and the location as a unit
     vector (sin lat, cos lat sin lon, cos lat cos lon). seasons, lat, lon: (N,)."""
+    return np.concatenate(
+        [season_features(seasons, n_seasons), location_features(lat, lon)], axis=1
+    )
+
+
+def season_features(seasons: np.ndarray, n_seasons: int) -> np.ndarray:
+    """The season phase part of `covariates`: (N, 2) float32 (sin, cos)."""
     phase = 2 * np.pi * np.asarray(seasons) / n_seasons
+    return np.stack([np.sin(phase), np.cos(phase)], axis=-1).astype(np.float32)
+
+
+def location_features(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """The location part of `covariates`: (N, 3) float32 unit vectors."""
     la, lo = np.deg2rad(np.asarray(lat, float)), np.deg2rad(np.asarray(lon, float))
     return np.stack(
-        [np.sin(phase), np.cos(phase), np.sin(la), np.cos(la) * np.sin(lo),
-         np.cos(la) * np.cos(lo)],
-        axis=-1,
+        [np.sin(la), np.cos(la) * np.sin(lo), np.cos(la) * np.cos(lo)], axis=-1
     ).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """A block's normalised anomalies ready for gathering: per grid point of its rows
+    (point = row offset * X + ix), the series with NaN set to 0 (`values`) and where it was
+    finite (`finite`), both (rows * X, T + H) with H padding steps (0, not finite) after the
+    split end, so a target window never needs clamping: the padding is masked."""
+
+    values: np.ndarray
+    finite: np.ndarray
 
 
 class WindowDataset(torch.utils.data.Dataset):
@@ -194,8 +217,14 @@ class WindowDataset(torch.utils.data.Dataset):
             end = split.target_end + 1
             amplitudes = project(ds.sst, self.clim, self.seasons, stats["eof"].values, 0, end)
             self.modes = mode_features(amplitudes, stats["amplitude_std"].values, 0)
+        # Per-batch covariates are gathered from these tables, computed once.
+        self._season_features = season_features(self.seasons, self.clim.shape[0])
+        self._location_features = location_features(
+            self.lat[self.locations.iy], self.lon[self.locations.ix]
+        )
+        self._weights = np.cos(np.deg2rad(self.lat[self.locations.iy])).astype(np.float32)
         self.cache_blocks = cache_blocks
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[int, _Block] = OrderedDict()
         self._ds = None
 
     def __len__(self) -> int:
@@ -206,37 +235,45 @@ class WindowDataset(torch.utils.data.Dataset):
         state["_cache"], state["_ds"] = OrderedDict(), None  # workers read their own blocks
         return state
 
-    def block(self, b: int) -> np.ndarray:
-        """Normalised anomalies of block `b`: (T, rows, X) for steps 0..split.target_end
+    def block(self, b: int) -> _Block:
+        """Normalised anomalies of block `b` (`_Block`) for steps 0..split.target_end
         (the last step reachable by this split; nothing later is read)."""
         if b in self._cache:
             self._cache.move_to_end(b)
             return self._cache[b]
         if self._ds is None:
             self._ds = open_sst(self.store)
-        locs = self.locations
-        s, e = locs.block_starts[b], locs.block_starts[b + 1]
-        y0, y1 = int(locs.iy[s]), int(locs.iy[e - 1]) + 1
+        y0, y1 = self._rows(b)
         end = self.split.target_end + 1
         raw = self._ds.sst.isel(time=slice(0, end), lat=slice(y0, y1)).values
         data = normalised_anomalies(
             raw, self.seasons[:end], self.clim[:, y0:y1], self.std[y0:y1]
         )
-        self._cache[b] = data
+        self._cache[b] = _series_block(data, self.horizon)
         while len(self._cache) > self.cache_blocks:
             self._cache.popitem(last=False)
-        return data
+        return self._cache[b]
+
+    def _rows(self, b: int) -> tuple[int, int]:
+        """Grid rows y0..y1-1 of block b."""
+        locs = self.locations
+        s, e = locs.block_starts[b], locs.block_starts[b + 1]
+        return int(locs.iy[s]), int(locs.iy[e - 1]) + 1
 
     def _neighbour_ix(self, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
         east = (ix + 1) % len(self.lon)
         west = (ix - 1) % len(self.lon)
         return np.where(self.ocean[iy, east], east, np.where(self.ocean[iy, west], west, ix))
 
-    def _covariates(self, issue, iy, ix) -> np.ndarray:
-        cov = covariates(self.seasons[issue], self.clim.shape[0], self.lat[iy], self.lon[ix])
-        if self.modes is None:
-            return cov
-        return np.concatenate([cov, self.modes[issue]], axis=1)
+    def _covariates(self, issue: np.ndarray, loc: np.ndarray) -> np.ndarray:
+        """(B, 5 [+ 2M]): `covariates` of the issue times and locations, then the modes."""
+        n_modes = 0 if self.modes is None else self.modes.shape[1]
+        out = np.empty((len(issue), N_COVARIATES + n_modes), np.float32)
+        out[:, :2] = self._season_features[issue]
+        out[:, 2:N_COVARIATES] = self._location_features[loc]
+        if n_modes:
+            out[:, N_COVARIATES:] = self.modes[issue]
+        return out
 
     def __getitem__(self, index: int) -> dict:
         return self.__getitems__([index])
@@ -249,34 +286,47 @@ class WindowDataset(torch.utils.data.Dataset):
         issue = self.split.first + k * self.split.stride
         blocks = self.locations.block_of(loc)
         C, H = self.context, self.horizon
-        context = np.zeros((len(indices), C), np.float32)
-        neighbour = np.zeros((len(indices), C), np.float32)
-        target = np.zeros((len(indices), H), np.float32)
+        context = np.empty((len(indices), C), np.float32)
+        neighbour = np.empty((len(indices), C), np.float32)
+        target = np.empty((len(indices), H), np.float32)
+        mask = np.empty((len(indices), H), bool)
         for b in np.unique(blocks):
             rows = np.flatnonzero(blocks == b)
-            data = self.block(int(b))
-            y0 = int(self.locations.iy[self.locations.block_starts[b]])
-            iy = self.locations.iy[loc[rows]]
+            block = self.block(int(b))
+            row0 = (self.locations.iy[loc[rows]] - self._rows(int(b))[0]) * len(self.lon)
             ix = self.locations.ix[loc[rows]]
-            nx = self._neighbour_ix(iy, ix)
-            t_ctx = issue[rows, None] + np.arange(-C + 1, 1)  # (n, C)
-            t_tgt = np.minimum(issue[rows, None] + np.arange(1, H + 1), data.shape[0] - 1)
-            context[rows] = data[t_ctx, (iy - y0)[:, None], ix[:, None]]
-            neighbour[rows] = data[t_ctx, (iy - y0)[:, None], nx[:, None]]
-            target[rows] = data[t_tgt, (iy - y0)[:, None], ix[:, None]]
-        t_all = issue[:, None] + np.arange(1, H + 1)
-        mask = np.isfinite(target) & (t_all <= self.split.target_end)
-        iy, ix = self.locations.iy[loc], self.locations.ix[loc]
+            nx = self._neighbour_ix(self.locations.iy[loc[rows]], ix)
+            start = issue[rows] - C + 1
+            context[rows] = _windows(block.values, row0 + ix, start, C)
+            neighbour[rows] = _windows(block.values, row0 + nx, start, C)
+            target[rows] = _windows(block.values, row0 + ix, issue[rows] + 1, H)
+            mask[rows] = _windows(block.finite, row0 + ix, issue[rows] + 1, H)
         return {
-            "context": torch.from_numpy(np.nan_to_num(context)),
-            "neighbour": torch.from_numpy(np.nan_to_num(neighbour)),
-            "target": torch.from_numpy(np.where(mask, target, 0.0).astype(np.float32)),
+            "context": torch.from_numpy(context),
+            "neighbour": torch.from_numpy(neighbour),
+            "target": torch.from_numpy(target),
             "mask": torch.from_numpy(mask),
-            "covariates": torch.from_numpy(self._covariates(issue, iy, ix)),
-            "weight": torch.from_numpy(np.cos(np.deg2rad(self.lat[iy])).astype(np.float32)),
+            "covariates": torch.from_numpy(self._covariates(issue, loc)),
+            "weight": torch.from_numpy(self._weights[loc]),
             "loc": torch.from_numpy(loc),
             "issue": torch.from_numpy(issue),
         }
+
+
+def _series_block(data: np.ndarray, horizon: int) -> _Block:
+    """A `_Block` of normalised anomalies data (T, rows, X)."""
+    series = data.reshape(data.shape[0], -1).T  # (points, T)
+    pad = ((0, 0), (0, horizon))
+    return _Block(
+        values=np.pad(np.nan_to_num(series), pad),
+        finite=np.pad(np.isfinite(series), pad, constant_values=False),
+    )
+
+
+def _windows(series: np.ndarray, points: np.ndarray, start: np.ndarray, length: int):
+    """(n, length): series[points[i], start[i] : start[i] + length] for each i."""
+    view = np.lib.stride_tricks.sliding_window_view(series, length, axis=1)
+    return view[points, start]
 
 
 def collate_batch(batch: dict) -> dict:

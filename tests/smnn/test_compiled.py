@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from smnn import _compiled, _kernels, ode_forward
+from smnn._validate import canonicalise
 from smnn.reference import ode_forward_dense
 
 from .conftest import make_problem, relative_error
@@ -71,6 +72,36 @@ def test_kept_and_recomputed_factors_give_the_same_gradients(batch, central, mon
     assert torch.equal(u_kept, u_again)
     for got, want in zip(grads_again, grads_kept, strict=True):
         assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("batch, lanes, kept", [(1, 1, 1), (5, 8, 5), (64, 32, 0)])
+def test_only_chunks_of_few_lanes_keep_their_factor(batch, lanes, kept):
+    inputs = make_problem(batch=(batch,), t_len=12, k_len=3, s_len=2, j_len=2, seed=24)
+    leaves = [x.clone().requires_grad_() for x in inputs]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        u = _compiled.solve(canonicalise(*leaves), central=False)
+    finally:
+        torch.set_num_threads(before)
+    assert len(u.grad_fn.args[-1][0]) == lanes  # the tag's lanes per chunk
+    assert u.grad_fn.args[5][0].shape[0] == kept
+
+
+def test_a_solve_without_gradients_keeps_no_factor(monkeypatch):
+    seen = []
+    real = _kernels.forward
+
+    def spy(*args):
+        seen.append(args[10][0].shape[0])  # kept = (factor, pivots), rows per system
+        return real(*args)
+
+    monkeypatch.setattr(_kernels, "forward", spy)
+    inputs = make_problem(batch=(1,), t_len=12, k_len=3, s_len=2, j_len=2, seed=25)
+    _compiled.solve(canonicalise(*inputs), central=False)
+    _compiled.solve(canonicalise(inputs[0].clone().requires_grad_(), *inputs[1:]),
+                    central=False)
+    assert seen == [0, 1]
 
 
 def test_long_sequences_run_in_fewer_lanes_within_the_memory_bound():

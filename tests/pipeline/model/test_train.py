@@ -1,5 +1,6 @@
 """Training loop: exact resume, signals, divergence, early stopping, logs."""
 
+import copy
 import json
 import os
 import signal
@@ -91,3 +92,32 @@ def test_checkpoints_load_with_weights_only(model_store, tmp_path, tiny_config):
     train(model_store, tmp_path / "run", config=tiny_config)
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert state["config"]["model"]["latent_dim"] == 4
+
+
+def test_a_checkpoint_of_the_unfused_optimiser_resumes_fused_with_the_same_updates(
+    tiny_config
+):
+    def model_and_grads():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.SiLU(), torch.nn.Linear(8, 1))
+        return model, lambda: model(torch.linspace(-1, 1, 12).reshape(3, 4)).square().sum()
+
+    old, loss = model_and_grads()
+    unfused = torch.optim.AdamW(old.parameters(), lr=1e-2, weight_decay=1e-4)
+    for _ in range(3):
+        unfused.zero_grad()
+        loss().backward()
+        unfused.step()
+    new, new_loss = model_and_grads()
+    new.load_state_dict(old.state_dict())
+    fused = train_module._optimiser(new, tiny_config)
+    # a copy, as a checkpoint is: a state_dict shares its tensors with the optimiser
+    train_module._load_optimiser(fused, copy.deepcopy(unfused.state_dict()))
+    assert all(group["fused"] for group in fused.param_groups)
+    for optimiser, objective in ((unfused, loss), (fused, new_loss)):
+        optimiser.zero_grad()
+        objective().backward()
+        optimiser.step()
+    for a, b in zip(old.parameters(), new.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert fused.state_dict()["state"][0]["step"] == 4

@@ -12,6 +12,7 @@ from pipeline.model.windows import (
     BlockBatchSampler,
     WindowDataset,
     collate_batch,
+    covariates,
     ocean_locations,
     plan_splits,
 )
@@ -61,6 +62,39 @@ def test_windows_hold_normalised_anomalies_of_the_right_steps(dataset):
         np.testing.assert_array_equal(mask, valid)
         np.testing.assert_allclose(batch["target"][row][mask], z[issue + 1 : issue + 7][valid],
                                    atol=1e-5)
+
+
+def test_missing_values_neighbours_and_covariates_match_a_per_window_reference(
+    model_store, make_ar1_sst
+):
+    ds = make_ar1_sst()
+    ds["sst"][100:103, 2] = np.nan  # missing data inside contexts and targets
+    train, _, fit_end = plan_splits(ds.time.values, train_end="1995-12", val_steps=12,
+                                    context=24)
+    stats = fit_climatology(ds.sst, end=fit_end)
+    data = WindowDataset(ds, stats, train, WINDOW)
+    index = np.arange(0, len(data), 7)
+    batch = data.__getitems__(index)
+    months = pd.DatetimeIndex(ds.time.values).month.values - 1
+    z = (ds.sst.values - stats["clim"].values[months]) / stats["std"].values
+    for row, i in enumerate(index):
+        loc, k = divmod(int(i), data.n_issues)
+        iy, ix = data.locations.iy[loc], data.locations.ix[loc]
+        issue = data.split.first + k
+        nx = data._neighbour_ix(np.array([iy]), np.array([ix]))[0]
+        np.testing.assert_allclose(batch["neighbour"][row],
+                                   np.nan_to_num(z[issue - 23 : issue + 1, iy, nx]), atol=1e-5)
+        np.testing.assert_allclose(batch["context"][row],
+                                   np.nan_to_num(z[issue - 23 : issue + 1, iy, ix]), atol=1e-5)
+        steps = np.arange(issue + 1, issue + 7)
+        future = z[np.minimum(steps, len(z) - 1), iy, ix]
+        valid = np.isfinite(future) & (steps <= data.split.target_end)
+        np.testing.assert_array_equal(batch["mask"][row], valid)
+        np.testing.assert_allclose(batch["target"][row], np.where(valid, future, 0), atol=1e-5)
+        cov = covariates(months[[issue]], 12, ds.lat.values[[iy]], ds.lon.values[[ix]])[0]
+        np.testing.assert_array_equal(batch["covariates"][row], cov)
+        assert batch["weight"][row] == np.float32(np.cos(np.deg2rad(ds.lat.values[iy])))
+    assert not batch["mask"].all() and batch["mask"].any()
 
 
 def test_data_after_the_split_end_is_never_read(dataset, model_store, make_ar1_sst):

@@ -28,10 +28,10 @@ from torch import nn
 
 import smnn
 from pipeline.model.config import ModelConfig, WindowConfig
+from pipeline.model.windows import N_COVARIATES
 
 __all__ = ["MechanisticIdentifier", "ModelOutput", "dct_matrix"]
 
-N_COVARIATES = 5
 MIN_STEP = 1e-3
 
 

@@ -146,8 +146,12 @@ def _assemble_extra(lanes, t, ht, weights, shape, central, a):
 
 
 @njit(**_JIT)
-def _factor(tag, ct, ht, consts, weights, shape, central, low, inv, scratch):
-    """Assemble and factorise the chunk's systems (one per lane) into low/inv.
+def _factor(tag, ct, ht, consts, weights, shape, central, low, inv, scratch, y):
+    """Assemble and factorise the chunk's systems (one per lane) into low/inv, and solve
+    L z = y in place (y padded as low), block-row by block-row: each row of L is used
+    while it is still in L1, instead of being read back from L2/L3 by a separate sweep
+    (the chunk's factor, ~1 MB at the SST shape, outgrows a 512 KB L2). `_back_substitute`
+    finishes y <- M⁻¹y.
 
     tag = (fixed, lanes, dims) (see `forward`). Each step is one loop over the lanes whose
     body is the whole block-row (`_factor_step`). low and inv have nb·b leading rows of
@@ -162,11 +166,14 @@ def _factor(tag, ct, ht, consts, weights, shape, central, low, inv, scratch):
     fixed, lanes, dims = tag
     nw, b, pad = len(lanes), len(dims[0]), len(dims[0]) * len(dims[1])
     flat_low, flat_inv, flat_a = low.reshape(low.size), inv.reshape(inv.size), a.reshape(a.size)
+    flat_y = y.reshape(y.size)
     rtol = weights[3]
     pivots[:] = 0.0
+    y[:pad] = 0.0
     for t in range(ct.shape[0]):
         _assemble_row(tag, t, ct, ht, consts, weights, shape, central, a)
         _factor_step(t, fixed, dims, flat_a, flat_low, flat_inv)
+        _forward_step(t, fixed, dims, flat_low, flat_y)
         for j in range(b):  # the pivot test, apart (see `_factor_step`)
             i = pad + t * b + j
             for w in range(nw):
@@ -216,24 +223,41 @@ def _factor_step(t, fixed, dims, a, low, inv):
 
 
 @njit(**_JIT)
+def _forward_step(t, fixed, dims, low, y):
+    """Block-row t of L z = y (L unit lower, `_factor_step`), flat arrays as there: one lane
+    loop, flat unsigned indices."""
+    n_lanes, b, nb = len(fixed), len(dims[0]), len(dims[1])
+    pad, width = nb * b, (nb + 1) * b
+    top = t * b
+    for w in range(n_lanes):
+        for j in range(b):
+            i = pad + t * b + j
+            acc = y[_U(i * n_lanes + w)]
+            for kk in range(pad + j):
+                acc -= low[_U((i * width + kk) * n_lanes + w)] * y[_U((top + kk) * n_lanes + w)]
+            y[_U(i * n_lanes + w)] = acc
+
+
+@njit(**_JIT)
 def _substitute(low, inv, y, fixed, dims):
     """y ← M⁻¹y in place for the chunk, M = L D Lᵀ as factorised by `_factor`; y (pad + T·b,
-    L) with pad = nb·b leading rows (set to zero here), like low and inv. One lane loop
-    per step, flat unsigned indices, as `_factor_step`."""
+    L) with pad = nb·b leading rows (set to zero here), like low and inv."""
+    nb, b = len(dims[1]), len(dims[0])
+    y[: nb * b] = 0.0
+    flat_low, flat_y = low.reshape(low.size), y.reshape(y.size)
+    for t in range((y.shape[0] - nb * b) // b):
+        _forward_step(t, fixed, dims, flat_low, flat_y)
+    _back_substitute(low, inv, y, fixed, dims)
+
+
+@njit(**_JIT)
+def _back_substitute(low, inv, y, fixed, dims):
+    """y ← L⁻ᵀ D⁻¹ y in place, after L z = y (`_forward_step`): the rest of M⁻¹y. One lane
+    loop per step, flat unsigned indices, as `_factor_step`."""
     n_lanes, b, nb = len(fixed), len(dims[0]), len(dims[1])
     pad, width = nb * b, (nb + 1) * b
     steps = (y.shape[0] - pad) // b
-    y[:pad] = 0.0
     fy, fl, fi = y.reshape(y.size), low.reshape(low.size), inv.reshape(inv.size)
-    for t in range(steps):  # L z = y
-        top = t * b
-        for w in range(n_lanes):
-            for j in range(b):
-                i = pad + t * b + j
-                acc = fy[_U(i * n_lanes + w)]
-                for kk in range(pad + j):
-                    acc -= fl[_U((i * width + kk) * n_lanes + w)] * fy[_U((top + kk) * n_lanes + w)]
-                fy[_U(i * n_lanes + w)] = acc
     for i in range(pad * n_lanes, fy.size):  # D w = z
         fy[_U(i)] *= fi[_U(i)]
     for t in range(steps - 1, -1, -1):  # Lᵀ x = w, column by column
@@ -379,9 +403,9 @@ def forward(c, r, v, h, consts, weights, shape, central, x, failed, kept, tag, l
         nw = min(lanes, hi - n0)
         _load(c, r, v, h, n0, nw, ct, rt, vt, ht)
         low_at, inv_at = _factor_home(kept, n0, lanes, shape, nb, low, inv)
-        _factor(tag, ct, ht, consts, weights, sub, central, low_at, inv_at, scratch)
         _right_hand_side(tl, ct, rt, vt, weights, sub, y[pad:])
-        _substitute(low_at, inv_at, y, fixed, dims)
+        _factor(tag, ct, ht, consts, weights, sub, central, low_at, inv_at, scratch, y)
+        _back_substitute(low_at, inv_at, y, fixed, dims)
         _scatter(y[pad:], n0, nw, x)
         if kept[0].shape[0] and lanes > 1:
             _scatter(_flat(low), n0, nw, kept[0])
@@ -520,12 +544,14 @@ def backward(
         _gather(x, n0, nw, xt)
         _gather(g, n0, nw, lt)
         low_at, inv_at = _factor_home(kept, n0, lanes, shape, nb, low, inv)
-        if not kept[0].shape[0]:
-            _factor(tag, ct, ht, consts, weights, sub, central, low_at, inv_at, scratch)
-        elif lanes > 1:
-            _gather(kept[0], n0, nw, _flat(low))
-            _gather(kept[1], n0, nw, inv)
-        _substitute(low_at, inv_at, lp, fixed, dims)
+        if not kept[0].shape[0]:  # factorise again, solving L z = g on the way
+            _factor(tag, ct, ht, consts, weights, sub, central, low_at, inv_at, scratch, lp)
+            _back_substitute(low_at, inv_at, lp, fixed, dims)
+        else:
+            if lanes > 1:
+                _gather(kept[0], n0, nw, _flat(low))
+                _gather(kept[1], n0, nw, inv)
+            _substitute(low_at, inv_at, lp, fixed, dims)
         _gradients(tag, ct, rt, ht, xt, lt, order_gram, weights, sub, central, (gc, gr, gv, gh))
         _scatter(_flat(gc), n0, nw, grads[0])
         _scatter(_flat(gr), n0, nw, grads[1])

@@ -75,8 +75,14 @@ class TimedODE(torch.nn.Module):
 model.ode = TimedODE(model.ode)
 from pipeline.model.windows import BlockBatchSampler, collate_batch
 sampler = BlockBatchSampler(trainer.train_data, t.batch_size, seed=t.seed)
-loader = iter(torch.utils.data.DataLoader(trainer.train_data, batch_sampler=sampler,
-                                          collate_fn=collate_batch, num_workers=t.num_workers))
+loader = torch.utils.data.DataLoader(trainer.train_data, batch_sampler=sampler,
+                                     collate_fn=collate_batch, num_workers=t.num_workers)
+try:  # as Trainer._epoch reads them: ahead, in a thread, where the checkout has that
+    from pipeline.model.prefetch import prefetched
+    loader = loader if t.num_workers else prefetched(loader)
+except ImportError:
+    pass
+loader = iter(loader)
 rows = []
 for i in range(steps + 3):
     log.clear()

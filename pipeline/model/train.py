@@ -38,6 +38,7 @@ from pipeline.model.config import Config, config_from_dict
 from pipeline.model.dynamics import fit_mode_dynamics
 from pipeline.model.modes import fit_modes, project
 from pipeline.model.network import MechanisticIdentifier
+from pipeline.model.prefetch import prefetched
 from pipeline.model.run import (
     BEST,
     DYNAMICS,
@@ -426,8 +427,18 @@ class Trainer:
             self.train_data, batch_sampler=sampler, collate_fn=collate_batch,
             num_workers=t.num_workers,
         )
+        # closed on every way out of the loop, so the read-ahead thread stops with it
+        reading = contextlib.nullcontext(loader) if t.num_workers else (
+            contextlib.closing(prefetched(loader))
+        )
+        with reading as batches:
+            return self._run_batches(batches, stop, bar)
+
+    def _run_batches(self, batches, stop: _StopFlag, bar) -> bool:
+        """Train on `batches` (the rest of an epoch); True when training ends within it."""
+        t, s = self.config.train, self.state
         step_start = time.perf_counter()
-        for batch in loader:
+        for batch in batches:
             batch = _to(batch, self.device)
             value = self._step(batch)
             now = time.perf_counter()

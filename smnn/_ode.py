@@ -78,4 +78,5 @@ def ode_forward(
             steps=p.steps.to(solve_dtype),
         )
     u = solve(p, central, method).to(out_dtype)  # (N, T, D, K)
-    return u.reshape(*p.batch_shape, *u.shape[1:])
+    shape = (*p.batch_shape, *u.shape[1:])
+    return u if u.shape == shape else u.reshape(shape)

@@ -12,6 +12,9 @@ PYTHONPATH, `--rounds` times alternately, so both see the same machine load; eac
 three warm-up steps and `--steps` timed ones. Prints samples/s (median over the runs of the
 per-run median step) and the median seconds per stage, and the after/before ratio; also
 samples per process-CPU second (all threads), steadier where others share the machine.
+`--threads` sets torch's threads in each process; a checkout whose Trainer sets its own
+(`train.network_threads`, `train.solver_threads`) then trains with those, as
+`sstcast train` does (the table's first lines print the torch threads each run used).
 
 Stages: the solve's forward is timed around `model.ode`; its backward is the interval from
 the gradient reaching u to the last gradient leaving for the ODE inputs (marks in the
@@ -48,6 +51,12 @@ config = Config()
 ds = synthetic_dataset("1950-01", "1989-12", resolution=resolution)
 trainer = Trainer(ds, __import__("pathlib").Path(tempfile.mkdtemp()), config)
 model, optimiser, t = trainer.model, trainer.optimiser, config.train
+try:  # the thread counts Trainer.run trains with, where the checkout sets them
+    from pipeline.model.train import _threads
+    threads_set = _threads(t, 1)  # kept: a collected generator would restore them
+    threads_set.__enter__()
+except ImportError:
+    pass
 log = {}
 
 class Mark(torch.autograd.Function):
@@ -108,6 +117,7 @@ for i in range(steps + 3):
                      "step CPU": time.process_time() - c0})
 med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
 print(json.dumps(dict(stages=med, batch=t.batch_size, smnn=smnn.__file__,
+                      torch_threads=torch.get_num_threads(),
                       t_len=model.t_len, solve_dtype=str(model.ode.ode.solve_dtype))))
 """
 
@@ -138,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             got = run(root, args.steps, args.threads, args.resolution)
             runs[name].append(got)
             print(f"  {name}: {got['batch'] / got['stages']['step']:.0f} samples/s "
-                  f"({got['smnn']})", flush=True)
+                  f"({got['smnn']}, torch threads {got['torch_threads']})", flush=True)
     first = runs["after"][0]
     print(f"\ndefault config: batch {first['batch']}, T = {first['t_len']}, "
           f"{args.threads} threads, {args.rounds} runs x {args.steps} steps each")

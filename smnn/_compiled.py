@@ -4,10 +4,11 @@ The torch methods spend most of their time moving (N, T, b, b) arrays through me
 of the few hundred tiny per-step operations streams all N systems. Here chunks of 32
 systems are assembled, factorised and solved step by step with their working set in cache,
 one system per SIMD lane (`_kernels.py`), and the batch is split over threads (the kernels
-release the GIL; as many threads as `torch.get_num_threads()`). The backward pass computes
-λ = M⁻¹g and the input gradients in one kernel, from factors the forward pass kept when they
-are small, else from a fresh factorisation. CPU only. numba is imported on first use; the
-first call in a fresh install compiles the kernels (~20 s per dtype, then cached on disk).
+release the GIL; as many threads as `get_num_threads()`, by default torch's count). The
+backward pass computes λ = M⁻¹g and the input gradients in one kernel, from factors the
+forward pass kept when they are small, else from a fresh factorisation. CPU only. numba is
+imported on first use; the first call in a fresh install compiles the kernels (~20 s per
+dtype, then cached on disk).
 """
 
 from __future__ import annotations
@@ -34,6 +35,28 @@ KEEP_FACTOR_BYTES = 64 << 20
 # recomputed vs 3.15 ms kept; B=64, T=1,000: 7.3 vs 9.1 ms), while few long systems gain
 # (B=1, T=20,000: 4.4 ms kept vs 7.5 ms; B=8, T=5,000: 6.7 vs 8.7 ms). 1 thread, float64.
 KEEP_FACTOR_MAX_LANES = 8
+
+
+_threads: list[int | None] = [None]  # `set_num_threads`; None: follow torch
+
+
+def set_num_threads(threads: int | None) -> int | None:
+    """Threads of the compiled kernels: an int >= 1, or None (the default) to follow
+    `torch.get_num_threads()`. Apart from torch's own count so that a model whose small
+    matmuls gain nothing from a second thread can run torch on one while the solve uses
+    every core (the default training config on 2 cores: 23.5 -> 21.2 ms a step). Returns
+    the previous setting, to restore it."""
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise ValueError(f"threads: expected an int >= 1 or None, received {threads!r}")
+    previous, _threads[0] = _threads[0], threads
+    return previous
+
+
+def get_num_threads() -> int:
+    """Threads the compiled kernels split a batch over (`set_num_threads`)."""
+    return torch.get_num_threads() if _threads[0] is None else _threads[0]
 
 
 @functools.lru_cache(maxsize=64)
@@ -77,7 +100,7 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 def _split(kernel, n: int, *args) -> None:
     """Run kernel(*args, lo, hi) over [0, n) in contiguous chunks, one per thread; the
     calling thread runs the first chunk."""
-    threads = max(1, min(torch.get_num_threads(), n // MIN_SYSTEMS_PER_THREAD))
+    threads = max(1, min(get_num_threads(), n // MIN_SYSTEMS_PER_THREAD))
     if threads == 1:
         _run(kernel, *args, lo=0, hi=n)
         return
@@ -96,7 +119,7 @@ def _tag(shape, central: bool, itemsize: int, n: int) -> tuple:
     """The kernels' `tag` argument (fixed, lanes, dims), see `_kernels.forward`."""
     from smnn import _kernels
 
-    threads = max(1, min(torch.get_num_threads(), n // MIN_SYSTEMS_PER_THREAD))
+    threads = max(1, min(get_num_threads(), n // MIN_SYSTEMS_PER_THREAD))
     per_thread = -(-n // threads)
     lanes = _kernels.lane_count(shape, 2 if central else 1, itemsize, per_thread)
     fixed = (0,) * lanes

@@ -125,6 +125,15 @@ class TrainConfig(_Frozen):
     patience: int = Field(8, ge=1, description="validations without improvement before stop")
     checkpoint_every: int = Field(100, ge=1)
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    network_threads: int | None = Field(
+        1, ge=1, description="torch threads while training (None: leave torch's setting); "
+        "the default model's small matmuls gain nothing from more (2 cores: 23.5 ms a step "
+        "with 1 or 2), which leaves the other cores to the solve and the batch reader"
+    )
+    solver_threads: int | None = Field(
+        None, ge=1, description="threads of the compiled S-MNN solve while training (None: "
+        "the process's cores divided among the ranks)"
+    )
     max_loss: float = Field(1e4, gt=0.0, description="a loss above this counts as diverged")
     log_every: int = Field(10, ge=1)
     mode_steps: int = Field(

@@ -26,6 +26,7 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
+import smnn
 from pipeline.climatology import (
     fit_climatology,
     ocean_mask,
@@ -174,6 +175,23 @@ def _validation_indices(n: int, samples: int, seed: int) -> np.ndarray:
     if n <= samples:
         return np.arange(n)
     return np.sort(np.random.default_rng([seed, 7]).choice(n, samples, replace=False))
+
+
+@contextlib.contextmanager
+def _threads(train, world: int):
+    """torch's and the compiled solve's thread counts set for training (`network_threads`,
+    `solver_threads`), restored after: they are process-wide, and a notebook that trains
+    keeps its own settings."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    torch_before = torch.get_num_threads()
+    solver_before = smnn.set_num_threads(train.solver_threads or max(1, (cores or 1) // world))
+    try:
+        if train.network_threads is not None:
+            torch.set_num_threads(train.network_threads)
+        yield
+    finally:
+        torch.set_num_threads(torch_before)
+        smnn.set_num_threads(solver_before)
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -398,7 +416,7 @@ class Trainer:
                    disable=None if self.dist.rank == 0 else True)
         self.window = _LogWindow()
         try:
-            with _StopFlag() as stop:
+            with _StopFlag() as stop, _threads(t, self.dist.world):
                 while not s.done and s.step < t.max_steps:
                     if self._epoch(stop, bar):
                         break

@@ -170,3 +170,34 @@ def test_cuda_tensors_are_refused_with_the_methods_that_run_there():
     inputs = [x.cuda() for x in make_problem(t_len=5)]
     with pytest.raises(ValueError, match="method: 'compiled' runs on CPU tensors"):
         ode_forward(*inputs, method="compiled")
+
+
+def test_the_kernels_thread_count_is_set_apart_from_torch_and_restorable(monkeypatch):
+    import smnn
+    from smnn import _compiled
+
+    torch_before = torch.get_num_threads()
+    previous = smnn.set_num_threads(None)
+    try:
+        torch.set_num_threads(1)
+        assert smnn.get_num_threads() == 1  # None follows torch
+        assert smnn.set_num_threads(2) is None  # returns what it replaced
+        assert smnn.get_num_threads() == 2 and torch.get_num_threads() == 1
+        calls = []
+        real = _compiled._run
+        monkeypatch.setattr(_compiled, "_run", lambda *a, lo, hi: (calls.append((lo, hi)),
+                                                                    real(*a, lo=lo, hi=hi)))
+        inputs = make_problem(batch=(77,), t_len=6, k_len=3, s_len=2, j_len=2, seed=23)
+        u2, _ = solve_with_gradients(inputs, central=False)
+        assert sorted(calls)[:2] == [(0, 38), (0, 38)]  # forward and backward, split in two
+        assert {hi for _, hi in calls} == {38, 77}
+        assert smnn.set_num_threads(1) == 2
+        u1, _ = solve_with_gradients(inputs, central=False)
+        assert torch.equal(u1, u2)
+        for bad in (0, -1, 1.5, True, "2"):
+            with pytest.raises(ValueError, match=rf"threads: expected an int >= 1 or None, "
+                               rf"received {bad!r}"):
+                smnn.set_num_threads(bad)
+    finally:
+        smnn.set_num_threads(previous)
+        torch.set_num_threads(torch_before)

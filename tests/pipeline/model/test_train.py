@@ -121,3 +121,31 @@ def test_a_checkpoint_of_the_unfused_optimiser_resumes_fused_with_the_same_updat
     for a, b in zip(old.parameters(), new.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     assert fused.state_dict()["state"][0]["step"] == 4
+
+
+def test_training_runs_with_its_own_thread_counts_and_restores_the_callers(
+    model_store, tmp_path, tiny_config, monkeypatch
+):
+    import smnn
+
+    seen = []
+    real = train_module.Trainer._step
+
+    def step(self, batch):
+        seen.append((torch.get_num_threads(), smnn.get_num_threads()))
+        return real(self, batch)
+
+    monkeypatch.setattr(train_module.Trainer, "_step", step)
+    config = tiny_config.model_copy(update={"train": tiny_config.train.model_copy(
+        update={"max_steps": 2, "network_threads": 1, "solver_threads": 3})})
+    torch_before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    previous = smnn.set_num_threads(None)
+    try:
+        train(model_store, tmp_path / "run", config=config)
+        assert seen == [(1, 3), (1, 3)]
+        assert torch.get_num_threads() == 2
+        assert smnn.set_num_threads(None) is None  # the caller's setting came back
+    finally:
+        smnn.set_num_threads(previous)
+        torch.set_num_threads(torch_before)

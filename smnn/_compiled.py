@@ -37,26 +37,32 @@ KEEP_FACTOR_BYTES = 64 << 20
 KEEP_FACTOR_MAX_LANES = 8
 
 
-_threads: list[int | None] = [None]  # `set_num_threads`; None: follow torch
+_threads: int | None = None  # `set_num_threads`; None: follow torch
 
 
 def set_num_threads(threads: int | None) -> int | None:
     """Threads of the compiled kernels: an int >= 1, or None (the default) to follow
     `torch.get_num_threads()`. Apart from torch's own count so that a model whose small
     matmuls gain nothing from a second thread can run torch on one while the solve uses
-    every core (the default training config on 2 cores: 23.5 -> 21.2 ms a step). Returns
-    the previous setting, to restore it."""
+    every core (torch's spinning OpenMP worker would otherwise hold the second core).
+    Returns the previous setting, to restore it."""
+    global _threads
     if threads is not None and (
         isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
     ):
         raise ValueError(f"threads: expected an int >= 1 or None, received {threads!r}")
-    previous, _threads[0] = _threads[0], threads
+    previous, _threads = _threads, threads
     return previous
 
 
 def get_num_threads() -> int:
     """Threads the compiled kernels split a batch over (`set_num_threads`)."""
-    return torch.get_num_threads() if _threads[0] is None else _threads[0]
+    return torch.get_num_threads() if _threads is None else _threads
+
+
+def _thread_count(n: int) -> int:
+    """Threads for n systems: `get_num_threads()`, at most one per MIN_SYSTEMS_PER_THREAD."""
+    return max(1, min(get_num_threads(), n // MIN_SYSTEMS_PER_THREAD))
 
 
 @functools.lru_cache(maxsize=64)
@@ -100,7 +106,7 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 def _split(kernel, n: int, *args) -> None:
     """Run kernel(*args, lo, hi) over [0, n) in contiguous chunks, one per thread; the
     calling thread runs the first chunk."""
-    threads = max(1, min(get_num_threads(), n // MIN_SYSTEMS_PER_THREAD))
+    threads = _thread_count(n)
     if threads == 1:
         _run(kernel, *args, lo=0, hi=n)
         return
@@ -119,7 +125,7 @@ def _tag(shape, central: bool, itemsize: int, n: int) -> tuple:
     """The kernels' `tag` argument (fixed, lanes, dims), see `_kernels.forward`."""
     from smnn import _kernels
 
-    threads = max(1, min(get_num_threads(), n // MIN_SYSTEMS_PER_THREAD))
+    threads = _thread_count(n)
     per_thread = -(-n // threads)
     lanes = _kernels.lane_count(shape, 2 if central else 1, itemsize, per_thread)
     fixed = (0,) * lanes

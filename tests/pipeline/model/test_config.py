@@ -74,3 +74,12 @@ def test_malformed_toml_is_a_clear_error(tmp_path):
     path.write_text("[train\n")
     with pytest.raises(ValueError, match="not valid TOML"):
         load_config(path)
+
+
+@pytest.mark.parametrize("key", ["network_threads", "solver_threads"])
+def test_thread_counts_below_one_name_the_field_and_none_is_accepted(tmp_path, key):
+    path = tmp_path / "bad.toml"
+    path.write_text(f"[train]\n{key} = 0\n")
+    with pytest.raises(ValueError, match=rf"{key}[\s\S]*greater than or equal to 1"):
+        load_config(path)
+    assert getattr(Config(train={key: None}).train, key) is None

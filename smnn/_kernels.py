@@ -49,8 +49,10 @@ def _ipow(x, e):
 
 
 @njit(**_JIT)
-def _assemble_row(tag, t, ct, ht, consts, weights, shape, central, a):
+def _assemble_row(tag, t, ct, ht, consts, weights, shape, central, a, flat):
     """a[j, cc, w] = M[t·b + j, (t − nb)·b + cc] of lane w: the lower part of block-row t.
+    flat = (ct, ht, a, consts) as flat views, made once by the caller: a reshape in numba is a call
+    to a C helper (~30 ns), three per step were 40 % of one system's forward pass.
 
     The equation and Taylor rows, nearly all the work, are lane loops over a block
     unrolled at compile time (b, K and E as tuple lengths of `tag`'s dims, unsigned flat
@@ -62,7 +64,8 @@ def _assemble_row(tag, t, ct, ht, consts, weights, shape, central, a):
     t_len, width = ct.shape[0], (len(dims[1]) + 1) * b  # a's width, a compile-time constant
     dg = width - b  # column of the diagonal block; the band M[t, t-1] is at dg - b
     bd = dg - b
-    fa, fc, fh = a.reshape(a.size), ct.reshape(ct.size), ht.reshape(ht.size)
+    fc, fh, fa, fk = flat
+    kk = k_len * k_len
     w_eq2 = weights[0]
     for w in range(n_lanes):  # the equation rows, w² Σ_e c cᵀ
         for j in range(b):
@@ -81,31 +84,33 @@ def _assemble_row(tag, t, ct, ht, consts, weights, shape, central, a):
             h = fh[_U(t * n_lanes + w)]
             for d in range(b // k_len):
                 r0 = d * k_len
+                ho = 1.0  # h^o
                 for o in range(k_len):
+                    hh = ho  # h^(o+q)
                     for q in range(o + 1):
-                        hh = 1.0
-                        for _ in range(o + q):
-                            hh *= h
                         fa[_U(((r0 + o) * width + dg + r0 + q) * n_lanes + w)] += (
-                            consts[0, o, q] * hh
+                            fk[_U(o * k_len + q)] * hh
                         )
+                        hh *= h
+                    ho *= h
     if t >= 1:  # interval t-1: backward-side rows and the coupling to step t-1
         for w in range(n_lanes):
             h = fh[_U((t - 1) * n_lanes + w)]
             for d in range(b // k_len):
                 r0 = d * k_len
+                ho = 1.0
                 for o in range(k_len):
+                    hh = ho
                     for q in range(k_len):
-                        hh = 1.0
-                        for _ in range(o + q):
-                            hh *= h
                         if q <= o:
                             fa[_U(((r0 + o) * width + dg + r0 + q) * n_lanes + w)] += (
-                                consts[1, o, q] * hh
+                                fk[_U(kk + o * k_len + q)] * hh
                             )
                         fa[_U(((r0 + o) * width + bd + r0 + q) * n_lanes + w)] += (
-                            consts[2, o, q] * hh
+                            fk[_U(2 * kk + o * k_len + q)] * hh
                         )
+                        hh *= h
+                    ho *= h
     _assemble_extra(lanes, t, ht, weights, shape, central, a)
 
 
@@ -167,11 +172,12 @@ def _factor(tag, ct, ht, consts, weights, shape, central, low, inv, scratch, y):
     nw, b, pad = len(lanes), len(dims[0]), len(dims[0]) * len(dims[1])
     flat_low, flat_inv, flat_a = low.reshape(low.size), inv.reshape(inv.size), a.reshape(a.size)
     flat_y = y.reshape(y.size)
+    flat_rows = (ct.reshape(ct.size), ht.reshape(ht.size), flat_a, consts.reshape(consts.size))
     rtol = weights[3]
     pivots[:] = 0.0
     y[:pad] = 0.0
     for t in range(ct.shape[0]):
-        _assemble_row(tag, t, ct, ht, consts, weights, shape, central, a)
+        _assemble_row(tag, t, ct, ht, consts, weights, shape, central, a, flat_rows)
         _factor_step(t, fixed, dims, flat_a, flat_low, flat_inv)
         _forward_step(t, fixed, dims, flat_low, flat_y)
         for j in range(b):  # the pivot test, apart (see `_factor_step`)
@@ -311,13 +317,29 @@ def _scatter(src, n0, nw, dst):
 
 @njit(**_JIT)
 def _lanes(shape, lanes, dt):
-    """Lane-last chunk arrays like the inputs: (T, E, b, W), (T, E, W), (S, D, J, W), (T-1, W)."""
+    """Lane-last chunk arrays like the inputs: (T, E, b, W), (T, E, W), (S, D, J, W), (T-1, W).
+    None are allocated for one lane (W = 1): `_rows` gives views then."""
+    t_len, e_len, d_len, k_len, s_len, j_len = shape
+    w = lanes if lanes > 1 else 0
+    return (
+        np.empty((t_len, e_len, d_len * k_len, w), dtype=dt),
+        np.empty((t_len, e_len, w), dtype=dt),
+        np.empty((s_len, d_len, j_len, w), dtype=dt),
+        np.empty((max(t_len - 1, 1), w), dtype=dt),
+    )
+
+
+@njit(**_JIT)
+def _rows(c, r, v, h, n, shape):
+    """System n's rows of flattened (N, ...) arrays as the lane-last arrays of a one-lane
+    chunk (`_lanes`): views, no copy. For one long sequence the copies cost little, but
+    the fresh pages of their arrays cost ~3 µs each (T = 100,000: ~4 ms per pass)."""
     t_len, e_len, d_len, k_len, s_len, j_len = shape
     return (
-        np.empty((t_len, e_len, d_len * k_len, lanes), dtype=dt),
-        np.empty((t_len, e_len, lanes), dtype=dt),
-        np.empty((s_len, d_len, j_len, lanes), dtype=dt),
-        np.empty((max(t_len - 1, 1), lanes), dtype=dt),
+        c[n].reshape((t_len, e_len, d_len * k_len, 1)),
+        r[n].reshape((t_len, e_len, 1)),
+        v[n].reshape((s_len, d_len, j_len, 1)),
+        h[n].reshape((h.shape[1], 1)),
     )
 
 
@@ -401,7 +423,10 @@ def forward(c, r, v, h, consts, weights, shape, central, x, failed, kept, tag, l
     sub = shape[2:]
     for n0 in range(lo, hi, lanes):
         nw = min(lanes, hi - n0)
-        _load(c, r, v, h, n0, nw, ct, rt, vt, ht)
+        if lanes == 1:
+            ct, rt, vt, ht = _rows(c, r, v, h, n0, shape)
+        else:
+            _load(c, r, v, h, n0, nw, ct, rt, vt, ht)
         low_at, inv_at = _factor_home(kept, n0, lanes, shape, nb, low, inv)
         _right_hand_side(tl, ct, rt, vt, weights, sub, y[pad:])
         _factor(tag, ct, ht, consts, weights, sub, central, low_at, inv_at, scratch, y)
@@ -534,14 +559,19 @@ def backward(
     ct, rt, vt, ht = _lanes(shape, lanes, dt)
     gc, gr, gv, gh = _lanes(shape, lanes, dt)
     low, inv, scratch = _factor_work(shape, nb, lanes, c, kept)
-    xt = np.empty((t_len * b, lanes), dtype=dt)
+    xt = np.empty((t_len * b, lanes if lanes > 1 else 0), dtype=dt)
     lp = np.zeros((pad + t_len * b, lanes), dtype=dt)  # λ, padded rows as low
     lt = lp[pad:]
     sub = shape[2:]
     for n0 in range(lo, hi, lanes):
         nw = min(lanes, hi - n0)
-        _load(c, r, v, h, n0, nw, ct, rt, vt, ht)
-        _gather(x, n0, nw, xt)
+        if lanes == 1:  # views (`_rows`); the gradients are written in place
+            ct, rt, vt, ht = _rows(c, r, v, h, n0, shape)
+            gc, gr, gv, gh = _rows(grads[0], grads[1], grads[2], grads[3], n0, shape)
+            xt = x[n0].reshape((t_len * b, 1))
+        else:
+            _load(c, r, v, h, n0, nw, ct, rt, vt, ht)
+            _gather(x, n0, nw, xt)
         _gather(g, n0, nw, lt)
         low_at, inv_at = _factor_home(kept, n0, lanes, shape, nb, low, inv)
         if not kept[0].shape[0]:  # factorise again, solving L z = g on the way
@@ -553,7 +583,8 @@ def backward(
                 _gather(kept[1], n0, nw, inv)
             _substitute(low_at, inv_at, lp, fixed, dims)
         _gradients(tag, ct, rt, ht, xt, lt, order_gram, weights, sub, central, (gc, gr, gv, gh))
-        _scatter(_flat(gc), n0, nw, grads[0])
-        _scatter(_flat(gr), n0, nw, grads[1])
-        _scatter(_flat(gv), n0, nw, grads[2])
-        _scatter(gh, n0, nw, grads[3])
+        if lanes > 1:
+            _scatter(_flat(gc), n0, nw, grads[0])
+            _scatter(_flat(gr), n0, nw, grads[1])
+            _scatter(_flat(gv), n0, nw, grads[2])
+            _scatter(gh, n0, nw, grads[3])

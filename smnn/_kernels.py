@@ -168,24 +168,34 @@ def _factor(tag, ct, ht, consts, weights, shape, central, low, inv, scratch, y):
     scratch = (a, pivots) from `_factor_work`.
     """
     a, pivots = scratch
-    fixed, lanes, dims = tag
-    nw, b, pad = len(lanes), len(dims[0]), len(dims[0]) * len(dims[1])
+    fixed, _, dims = tag
+    pad = len(dims[0]) * len(dims[1])
     flat_low, flat_inv, flat_a = low.reshape(low.size), inv.reshape(inv.size), a.reshape(a.size)
     flat_y = y.reshape(y.size)
     flat_rows = (ct.reshape(ct.size), ht.reshape(ht.size), flat_a, consts.reshape(consts.size))
-    rtol = weights[3]
     pivots[:] = 0.0
     y[:pad] = 0.0
     for t in range(ct.shape[0]):
         _assemble_row(tag, t, ct, ht, consts, weights, shape, central, a, flat_rows)
         _factor_step(t, fixed, dims, flat_a, flat_low, flat_inv)
         _forward_step(t, fixed, dims, flat_low, flat_y)
-        for j in range(b):  # the pivot test, apart (see `_factor_step`)
-            i = pad + t * b + j
-            for w in range(nw):
-                # a[j, pad + j] is M_ii: fail unless the pivot 1/inv > rtol·M_ii (NaN fails)
-                if not (inv[i, w] > 0.0 and rtol * a[j, pad + j, w] * inv[i, w] < 1.0):
-                    pivots[w] = np.nan
+        _pivot_test(t, fixed, dims, flat_a, flat_inv, weights[3], pivots)
+
+
+@njit(**_JIT)
+def _pivot_test(t, fixed, dims, a, inv, rtol, pivots):
+    """pivots[w] becomes NaN unless every pivot d_i of block-row t exceeds rtol·M_ii
+    (a NaN pivot fails): apart from `_factor_step` (see there), flat arrays as there, and
+    branch-free so the lane loop vectorises (5 -> 1 ms of the SST shape's factorisation)."""
+    n_lanes, b, nb = len(fixed), len(dims[0]), len(dims[1])
+    pad, width = nb * b, (nb + 1) * b
+    for w in range(n_lanes):
+        bad = 0.0
+        for j in range(b):
+            d = inv[_U((pad + t * b + j) * n_lanes + w)]  # 1 / d_i
+            m = a[_U((j * width + pad + j) * n_lanes + w)]  # M_ii
+            bad += 0.0 if (d > 0.0) & (rtol * m * d < 1.0) else np.nan
+        pivots[w] += bad
 
 
 @njit(**_JIT)

@@ -102,12 +102,17 @@ def test_bad_weight_and_method_raise():
         ODELayer(method="cholesky")(*inputs)
 
 
-@pytest.mark.parametrize("method", ["sequential", "compiled"])
-def test_a_singular_system_names_its_batch_index(method):
-    # Batch element 2 has all-zero equations and no initial values: nothing pins u.
-    coefficients, rhs, _, steps = make_problem(batch=(4,), t_len=5, s_len=0)
-    coefficients[2] = 0.0
-    init_vars = torch.zeros(4, 0, 1, 2, dtype=torch.float64)
+@pytest.mark.parametrize(
+    ("method", "batch", "bad"),
+    # compiled: one system (one lane), a few (8 lanes), a partial second 32-lane chunk
+    [("sequential", 4, 2), ("compiled", 1, 0), ("compiled", 4, 2), ("compiled", 45, 37)],
+)
+def test_a_singular_system_names_its_batch_index(method, batch, bad):
+    # Batch element `bad` has all-zero equations and no initial values: nothing pins u.
+    coefficients, rhs, _, steps = make_problem(batch=(batch,), t_len=5, s_len=0)
+    coefficients[bad] = 0.0
+    init_vars = torch.zeros(batch, 0, 1, 2, dtype=torch.float64)
     for central in (False, True):
-        with pytest.raises(ValueError, match="expected symmetric positive definite.*batch index 2"):
+        match = f"expected symmetric positive definite.*batch index {bad}"
+        with pytest.raises(ValueError, match=match):
             ode_forward(coefficients, rhs, init_vars, steps, central=central, method=method)

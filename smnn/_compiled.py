@@ -162,7 +162,8 @@ class _CompiledSolve(torch.autograd.Function):
         inputs = _flat(coefficients, rhs, init_vars, steps)
         b, nb = d_len * k_len, 2 if central else 1
         rows = nb * b + t_len * b  # the kernels' factor has nb·b leading rows of zeros
-        factor_bytes = n * rows * ((nb + 1) * b + 1) * coefficients.itemsize
+        packed = (nb + t_len) * _kernels.packed_step(b, nb)  # L, packed, per system
+        factor_bytes = n * (packed + rows) * coefficients.itemsize
         tag = _tag(shape, central, coefficients.itemsize, n)
         keep = (
             factor_bytes <= KEEP_FACTOR_BYTES
@@ -173,7 +174,7 @@ class _CompiledSolve(torch.autograd.Function):
         (x,) = _empty((n, t_len * b), dtype=inputs[0].dtype)
         kept = [  # zeros: the padding rows must be
             np.zeros(size, dtype=inputs[0].dtype)
-            for size in ((kept_rows, rows * (nb + 1) * b), (kept_rows, rows))
+            for size in ((kept_rows, packed), (kept_rows, rows))
         ]
         failed = np.zeros(n, dtype=np.bool_)
         _split(

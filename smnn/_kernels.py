@@ -12,8 +12,11 @@ again; it solves λ = M⁻¹g and writes the input gradients (`_adjoint.py` has 
 in the same pass.
 
 Indexing: unknown i = t·b + d·K + k (b = D·K). Row i of block-row t couples to columns from
-(t − nb)·b on (nb = 1 band, 2 with central rows); the factor stores L[i, col] for system w
-at low[i, col − (t − nb)·b, w]. Inputs come batch-first and C-contiguous: coefficients
+(t − nb)·b on (nb = 1 band, 2 with central rows); the factor stores its nb·b + j entries,
+L[i, col] for col = (t − nb)·b + cc, packed (`packed_step`): row j of padded step s (s = t + nb)
+at low[s·P + j·nb·b + j(j−1)/2 + cc, w], P = `packed_step(b, nb)` numbers per step (12 at
+b = 3, nb = 1, against 18 for a row of the full band width: the chunk's factor then fits a
+1 MB L2 at the SST shape). Inputs come batch-first and C-contiguous: coefficients
 (N, T, E, b), rhs (N, T, E), init_vars (N, S, D, J), steps (N, T-1); x, g and λ (N, T·b).
 consts (3, K, K) = w_sm²·(PaᵀPa, PbᵀPb, PbᵀPa); order_gram (2K, 2K) = OG + GO with
 G = PᵀP of [Pa Pb] and O = diag(0..K-1, 0..K-1);
@@ -159,8 +162,9 @@ def _factor(tag, ct, ht, consts, weights, shape, central, low, inv, scratch, y):
     finishes y <- M⁻¹y.
 
     tag = (fixed, lanes, dims) (see `forward`). Each step is one loop over the lanes whose
-    body is the whole block-row (`_factor_step`). low and inv have nb·b leading rows of
-    zeros (the columns before the first step), so every step runs the same code.
+    body is the whole block-row (`_factor_step`). low has nb leading steps of zeros and
+    inv nb·b leading zero rows (the columns before the first step), so every step runs
+    the same code.
 
     pivots[w] ends NaN exactly when a pivot d_i was <= rtol·M_ii (weights[3]; zero,
     negative or NaN included): M not numerically positive definite. NaNs stay in their own
@@ -199,10 +203,23 @@ def _pivot_test(t, fixed, dims, a, inv, rtol, pivots):
 
 
 @njit(**_JIT)
+def packed_step(b, nb):
+    """Numbers of the factor per step and system: rows j = 0..b-1 of nb·b + j entries."""
+    return b * nb * b + b * (b - 1) // 2
+
+
+@njit(**_JIT)
+def _row_start(t, j, b, nb):
+    """Where row j of padded step t starts in the packed factor (module docstring)."""
+    return t * packed_step(b, nb) + j * nb * b + j * (j - 1) // 2
+
+
+@njit(**_JIT)
 def _factor_step(t, fixed, dims, a, low, inv):
     """Block-row t of the factor M = L D Lᵀ (L unit lower, no square roots) from the
-    assembled rows a, all arrays flat (C order of a (b, W, L), low (rows, W, L), inv
-    (rows, L); W = (nb+1)·b, L lanes): low holds L's entries below the diagonal, inv 1/D.
+    assembled rows a, all arrays flat (C order of a (b, W, L), low (P·steps, L) packed as
+    the module docstring says, inv (rows, L); W = (nb+1)·b, L lanes): low holds L's
+    entries below the diagonal, inv 1/D.
 
     Row i is built un-normalised first, w_ic = a_ic − Σ_k w_ik l_ck = l_ic d_c, so each
     entry is one dot product; then l_ic = w_ic / d_c and d_i = a_ii − Σ_c w_ic l_ic.
@@ -219,18 +236,20 @@ def _factor_step(t, fixed, dims, a, low, inv):
     for w in range(n_lanes):
         for j in range(b):
             i = pad + t * b + j
-            for cc in range(pad + j):  # column (t − nb)·b + cc, in padded row r
-                r, off = top + cc, (nb - cc // b) * b
+            row = _row_start(t + nb, j, b, nb)
+            for cc in range(pad + j):  # column (t − nb)·b + cc: padded row top + cc
+                # that row, j' = cc % b of step t + cc // b, starts off columns later
+                other, off = _row_start(t + cc // b, cc % b, b, nb), (nb - cc // b) * b
                 acc = a[_U((j * width + cc) * n_lanes + w)]
                 for kk in range(cc):
                     acc -= (
-                        low[_U((i * width + kk) * n_lanes + w)]
-                        * low[_U((r * width + kk + off) * n_lanes + w)]
+                        low[_U((row + kk) * n_lanes + w)]
+                        * low[_U((other + kk + off) * n_lanes + w)]
                     )
-                low[_U((i * width + cc) * n_lanes + w)] = acc
+                low[_U((row + cc) * n_lanes + w)] = acc
             pivot = a[_U((j * width + pad + j) * n_lanes + w)]
             for cc in range(pad + j):
-                at = _U((i * width + cc) * n_lanes + w)
+                at = _U((row + cc) * n_lanes + w)
                 scaled = low[at]
                 value = scaled * inv[_U((top + cc) * n_lanes + w)]
                 low[at] = value
@@ -243,14 +262,14 @@ def _forward_step(t, fixed, dims, low, y):
     """Block-row t of L z = y (L unit lower, `_factor_step`), flat arrays as there: one lane
     loop, flat unsigned indices."""
     n_lanes, b, nb = len(fixed), len(dims[0]), len(dims[1])
-    pad, width = nb * b, (nb + 1) * b
+    pad = nb * b
     top = t * b
     for w in range(n_lanes):
         for j in range(b):
-            i = pad + t * b + j
+            i, row = pad + t * b + j, _row_start(t + nb, j, b, nb)
             acc = y[_U(i * n_lanes + w)]
             for kk in range(pad + j):
-                acc -= low[_U((i * width + kk) * n_lanes + w)] * y[_U((top + kk) * n_lanes + w)]
+                acc -= low[_U((row + kk) * n_lanes + w)] * y[_U((top + kk) * n_lanes + w)]
             y[_U(i * n_lanes + w)] = acc
 
 
@@ -271,7 +290,7 @@ def _back_substitute(low, inv, y, fixed, dims):
     """y ← L⁻ᵀ D⁻¹ y in place, after L z = y (`_forward_step`): the rest of M⁻¹y. One lane
     loop per step, flat unsigned indices, as `_factor_step`."""
     n_lanes, b, nb = len(fixed), len(dims[0]), len(dims[1])
-    pad, width = nb * b, (nb + 1) * b
+    pad = nb * b
     steps = (y.shape[0] - pad) // b
     fy, fl, fi = y.reshape(y.size), low.reshape(low.size), inv.reshape(inv.size)
     for i in range(pad * n_lanes, fy.size):  # D w = z
@@ -280,10 +299,10 @@ def _back_substitute(low, inv, y, fixed, dims):
         top = t * b
         for w in range(n_lanes):
             for j in range(b - 1, -1, -1):
-                i = pad + t * b + j
+                i, row = pad + t * b + j, _row_start(t + nb, j, b, nb)
                 yi = fy[_U(i * n_lanes + w)]
                 for kk in range(pad + j):
-                    fy[_U((top + kk) * n_lanes + w)] -= fl[_U((i * width + kk) * n_lanes + w)] * yi
+                    fy[_U((top + kk) * n_lanes + w)] -= fl[_U((row + kk) * n_lanes + w)] * yi
 
 
 @njit(**_JIT)
@@ -363,7 +382,7 @@ def lane_count(shape, nb, itemsize, n):
     """Systems per chunk for n systems: one for one, else the biggest of LANE_COUNTS (8 for
     up to 8 systems) whose chunk factor stays within CHUNK_BYTES."""
     b = shape[2] * shape[3]
-    per_system = shape[0] * b * (nb + 1) * b * itemsize
+    per_system = shape[0] * packed_step(b, nb) * itemsize
     for k in LANE_COUNTS if n > 1 else (1,):
         if (k <= 8 or n > 8) and k * per_system <= CHUNK_BYTES:
             return k
@@ -378,14 +397,15 @@ def _flat(a):
 
 @njit(**_JIT)
 def _factor_work(shape, nb, lanes, like, kept):
-    """`_factor`'s work arrays for a chunk, dtype of `like`: low, inv (nb·b leading zero
-    rows, see `_factor`), scratch (a, pivots).
+    """`_factor`'s work arrays for a chunk, dtype of `like`: low (packed, nb leading steps
+    of zeros), inv (nb·b leading zero rows, see `_factor`), scratch (a, pivots).
 
     low and inv have no rows when the factor lives in `kept` (see `_factor_home`)."""
     t_len, b, dt = shape[0], shape[2] * shape[3], like.dtype
-    rows = 0 if lanes == 1 and kept[0].shape[0] else nb * b + t_len * b
+    home = lanes == 1 and kept[0].shape[0]
+    rows = 0 if home else nb * b + t_len * b
     scratch = (np.zeros((b, (nb + 1) * b, lanes), dtype=dt), np.empty(lanes, dtype=dt))
-    low = np.zeros((rows, (nb + 1) * b, lanes), dtype=dt)
+    low = np.zeros((0 if home else (nb + t_len) * packed_step(b, nb), lanes), dtype=dt)
     return low, np.zeros((rows, lanes), dtype=dt), scratch
 
 
@@ -396,8 +416,8 @@ def _factor_home(kept, n0, lanes, shape, nb, low, inv):
     else in the work arrays."""
     if lanes == 1 and kept[0].shape[0]:
         b = shape[2] * shape[3]
-        rows = nb * b + shape[0] * b
-        return kept[0][n0].reshape((rows, (nb + 1) * b, 1)), kept[1][n0].reshape((rows, 1))
+        rows, packed = nb * b + shape[0] * b, (nb + shape[0]) * packed_step(b, nb)
+        return kept[0][n0].reshape((packed, 1)), kept[1][n0].reshape((rows, 1))
     return low, inv
 
 
@@ -415,13 +435,14 @@ def forward(c, r, v, h, consts, weights, shape, central, x, failed, kept, tag, l
     """x[n] = M⁻¹β (flat T·b) for systems lo..hi-1; failed[n] = True where M is not SPD.
 
     Inputs flattened per system: c (N, T·E·b), r (N, T·E), v (N, S·D·J), h (N, T-1);
-    shape = (T, E, D, K, S, J). kept: (low (N, T·b·(nb+1)·b), inv (N, T·b)) to keep each
-    system's factor (padded rows, `_factor`) for the backward pass, or arrays with no rows
-    to keep nothing. tag = (fixed, lanes, dims), each of the length of the lanes per chunk
-    L (`lane_count`): fixed a tuple (L a compile-time constant, for the factor and the
-    substitution, `_factor_step`), lanes the same tuple for L = 1, else an array (the other
-    helpers' loops over a run-time L measured faster: LLVM unrolls fixed ones fully and
-    then cannot vectorise them); dims = (b, nb and K zeros): b, nb and K as tuple lengths.
+    shape = (T, E, D, K, S, J). kept: (low (N, (nb + T)·P), inv (N, (nb + T)·b)) to keep
+    each system's factor (packed and padded, `_factor`) for the backward pass, or arrays
+    with no rows to keep nothing. tag = (fixed, lanes, dims), each of the length of the
+    lanes per chunk L (`lane_count`): fixed a tuple (L a compile-time constant, for the
+    factor and the substitution, `_factor_step`), lanes the same tuple for L = 1, else an
+    array (the other helpers' loops over a run-time L measured faster: LLVM unrolls fixed
+    ones fully and then cannot vectorise them); dims = (b, nb and K zeros): b, nb and K
+    as tuple lengths.
     """
     t_len, d_len, k_len = shape[0], shape[2], shape[3]
     b, nb = d_len * k_len, 2 if central else 1

@@ -110,7 +110,7 @@ def _split(kernel, n: int, *args) -> None:
     if threads == 1:
         _run(kernel, *args, lo=0, hi=n)
         return
-    bounds = [int(b) for b in np.linspace(0, n, threads + 1).astype(np.int64)]
+    bounds = [n * k // threads for k in range(threads + 1)]
     pool = _pool(threads - 1)
     jobs = [
         pool.submit(_run, kernel, *args, lo=lo, hi=hi)

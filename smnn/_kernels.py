@@ -158,7 +158,7 @@ def _factor(tag, ct, ht, consts, weights, shape, central, low, inv, scratch, y):
     """Assemble and factorise the chunk's systems (one per lane) into low/inv, and solve
     L z = y in place (y padded as low), block-row by block-row: each row of L is used
     while it is still in L1, instead of being read back from L2/L3 by a separate sweep
-    (the chunk's factor, ~1 MB at the SST shape, outgrows a 512 KB L2). `_back_substitute`
+    (the chunk's factor, 0.64 MB at the SST shape, outgrows a 512 KB L2). `_back_substitute`
     finishes y <- M⁻¹y.
 
     tag = (fixed, lanes, dims) (see `forward`). Each step is one loop over the lanes whose

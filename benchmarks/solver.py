@@ -17,10 +17,9 @@ which sees torch's allocations, unlike tracemalloc) above the memory held before
 solve. Prints a table, each method's time relative to the dense solve, and
 the growth of time and memory with T (linear means ×10 per ×10 in T). Then the crossover:
 which method `method="auto"` picks for each case, and a sweep (cases `--sweep`, "" to skip:
-batches at T=208, and B = 1 and 8 at T = 10,000 and 30,000) timing every method to show
-where the faster one changes, which is what `smnn._solve.AUTO_PARALLEL_MIN_STEPS_CPU`
-encodes. Peak memory includes loading numba for the compiled method (~200 MB, once per
-process).
+batches at T=208, and B = 1, 8 and 64 at T = 10,000 and 30,000) timing every method to
+show where the faster one changes, which is what `smnn._solve._auto_method` encodes.
+Peak memory includes loading numba for the compiled method (~200 MB, once per process).
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ CASES = {
 # Sweep for the auto crossover, name: (B, T, S): batches at the SST length, and few long
 # sequences, where the CPU choice changes.
 SWEEP = {f"B{b}": (b, 208, 10) for b in (64, 512, 2_048)} | {
-    f"B{b}_T{t}": (b, t, 1) for b in (1, 8) for t in (10_000, 30_000)
+    f"B{b}_T{t}": (b, t, 1) for b in (1, 8, 64) for t in (10_000, 30_000)
 }
 DENSE_MAX_T = 1_000  # the dense normal matrix is (3T)² float64: 72 MB at T = 1,000
 
@@ -258,13 +257,10 @@ def crossover(cases, sweep: str, methods, repeats: int, threads: int) -> None:
     """Print auto's choice per case and time every method over the batch sweep."""
     import torch
 
-    from smnn._solve import AUTO_PARALLEL_MIN_STEPS_CPU, choose_method
+    from smnn._solve import choose_method
 
     cpu = torch.device("cpu")
-    print(
-        f"\nauto crossover (CPU): compiled for one system and below T = "
-        f"{AUTO_PARALLEL_MIN_STEPS_CPU:,}, parallel from there"
-    )
+    print("\nauto crossover (CPU): auto's choice per case")
     for case in cases:
         batch, t_len, _ = CASES[case]
         print(f"  {case}: auto -> {choose_method('auto', batch, t_len, 3, cpu)}")

@@ -3,7 +3,8 @@
 The torch methods spend most of their time moving (N, T, b, b) arrays through memory: each
 of the few hundred tiny per-step operations streams all N systems. Here chunks of 32
 systems are assembled, factorised and solved step by step with their working set in cache,
-one system per SIMD lane (`_kernels.py`), and the batch is split over threads (the kernels
+one system per SIMD lane (`_kernels.py`); a long sequence, whose chunk would outgrow the
+cache, runs alone in one lane on its own rows. The batch is split over threads (the kernels
 release the GIL; as many threads as `get_num_threads()`, by default torch's count). The
 backward pass computes λ = M⁻¹g and the input gradients in one kernel, from factors the
 forward pass kept when they are small, else from a fresh factorisation. CPU only. numba is
@@ -23,11 +24,13 @@ import torch
 from smnn._assemble import taylor_rows
 from smnn._validate import Problem, SolveError, not_positive_definite, pivot_tolerance
 
-# Fewer systems than this per thread are not worth a thread.
+# A thread is worth it for at least this many systems, or this many system-steps (~2 ms
+# of work: a few long sequences split over threads too).
 MIN_SYSTEMS_PER_THREAD = 16
+MIN_STEPS_PER_THREAD = 10_000
 # The forward pass keeps the factors for the backward pass when they take at most this many
-# bytes (B=1 up to T ~ 500,000 at b=3), and the backward pass recomputes them otherwise: at
-# the SST shape they would take 390 MB, and recomputing costs less than that much memory
+# bytes (B=1 up to T ~ 550,000 at b=3), and the backward pass recomputes them otherwise: at
+# the SST shape they would take 325 MB, and recomputing costs less than that much memory
 # traffic (and page faults) would.
 KEEP_FACTOR_BYTES = 64 << 20
 # ...and only when a chunk runs at most this many lanes: copying a 32-lane chunk's factor
@@ -60,9 +63,11 @@ def get_num_threads() -> int:
     return torch.get_num_threads() if _threads is None else _threads
 
 
-def _thread_count(n: int) -> int:
-    """Threads for n systems: `get_num_threads()`, at most one per MIN_SYSTEMS_PER_THREAD."""
-    return max(1, min(get_num_threads(), n // MIN_SYSTEMS_PER_THREAD))
+def _thread_count(n: int, t_len: int) -> int:
+    """Threads for n systems of t_len steps: `get_num_threads()`, at most one per system
+    and per MIN_SYSTEMS_PER_THREAD systems or MIN_STEPS_PER_THREAD system-steps."""
+    worth = max(n // MIN_SYSTEMS_PER_THREAD, n * t_len // MIN_STEPS_PER_THREAD, 1)
+    return max(1, min(get_num_threads(), n, worth))
 
 
 @functools.lru_cache(maxsize=64)
@@ -103,10 +108,10 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smnn")
 
 
-def _split(kernel, n: int, *args) -> None:
+def _split(kernel, n: int, t_len: int, *args) -> None:
     """Run kernel(*args, lo, hi) over [0, n) in contiguous chunks, one per thread; the
     calling thread runs the first chunk."""
-    threads = _thread_count(n)
+    threads = _thread_count(n, t_len)
     if threads == 1:
         _run(kernel, *args, lo=0, hi=n)
         return
@@ -125,7 +130,7 @@ def _tag(shape, central: bool, itemsize: int, n: int) -> tuple:
     """The kernels' `tag` argument (fixed, lanes, dims), see `_kernels.forward`."""
     from smnn import _kernels
 
-    threads = _thread_count(n)
+    threads = _thread_count(n, shape[0])
     per_thread = -(-n // threads)
     lanes = _kernels.lane_count(shape, 2 if central else 1, itemsize, per_thread)
     fixed = (0,) * lanes
@@ -178,7 +183,7 @@ class _CompiledSolve(torch.autograd.Function):
         ]
         failed = np.zeros(n, dtype=np.bool_)
         _split(
-            _kernels.forward, n, *inputs, consts, weights, shape, central, x, failed,
+            _kernels.forward, n, t_len, *inputs, consts, weights, shape, central, x, failed,
             tuple(kept), tag,
         )
         if failed.any():
@@ -198,7 +203,7 @@ class _CompiledSolve(torch.autograd.Function):
         arrays = _flat(*inputs, u, grad_u.to(u.dtype))
         grads = _empty(*(a.shape for a in arrays[:4]), dtype=arrays[0].dtype)
         args = (consts, order_gram, weights, shape, central, kept, tuple(grads), tag)
-        _split(_kernels.backward, u.shape[0], *arrays, *args)
+        _split(_kernels.backward, u.shape[0], shape[0], *arrays, *args)
         needs = ctx.needs_input_grad[:4]
         out = [
             torch.from_numpy(grad).view(t.shape) if need else None

@@ -38,8 +38,12 @@ _U = np.uint64  # an unsigned index: numba skips the negative-index wrap-around 
 
 # Systems per chunk (SIMD lanes): 32-64 measured fastest at the SST shape (8: 2x slower).
 CHUNK = 32
-# At most this many bytes of factor per chunk, so long sequences run in fewer lanes.
-CHUNK_BYTES = 64 << 20
+# A system with more bytes of factor than this runs alone, in one lane: its chunk's work
+# arrays would no longer stay in cache, and one lane reads and writes its rows in place
+# (no gathers). Fwd+bwd, float64, 2 threads: B=8, T=3,000 17.4 -> 7.5 ms, T=30,000
+# 166 -> 66 ms; B=64, T=3,000 52.6 -> 46.1 ms; below it lanes win: B=8, T=1,000 3.1 vs
+# 3.2 ms, B=64, T=1,000 15.8 vs 18.0 ms (96 KB of factor per system there, 288 KB at 3,000).
+LANE_SYSTEM_BYTES = 192 << 10
 
 
 @njit(**_JIT)
@@ -379,14 +383,12 @@ LANE_COUNTS = (CHUNK, 8, 1)
 
 
 def lane_count(shape, nb, itemsize, n):
-    """Systems per chunk for n systems: one for one, else the biggest of LANE_COUNTS (8 for
-    up to 8 systems) whose chunk factor stays within CHUNK_BYTES."""
+    """Systems per chunk for n systems: one for one system or for long sequences (more
+    than LANE_SYSTEM_BYTES of factor each), else CHUNK, or 8 for up to 8 systems."""
     b = shape[2] * shape[3]
-    per_system = shape[0] * packed_step(b, nb) * itemsize
-    for k in LANE_COUNTS if n > 1 else (1,):
-        if (k <= 8 or n > 8) and k * per_system <= CHUNK_BYTES:
-            return k
-    return 1
+    if n == 1 or shape[0] * packed_step(b, nb) * itemsize > LANE_SYSTEM_BYTES:
+        return 1
+    return CHUNK if n > 8 else 8
 
 
 @njit(**_JIT)

@@ -38,16 +38,13 @@ def choose_method(method: str, n: int, t_len: int, b: int, device: torch.device)
     return method
 
 
-# Crossover of "auto", measured (benchmarks/README.md, "auto crossover"): forward+backward,
-# float64, D=1, K=3, 1 thread, CPU-time medians (`benchmarks/solver.py`). On CPU the
-# compiled kernel wins wherever a step's work spans several systems or T is moderate, and
-# for one system at any T since its one lane runs as scalar code: B=1, T=10,000 0.006 s vs
-# 0.015 s (parallel), T=30,000 0.017 vs 0.033, T=100,000 0.054 vs 0.084; B=8, T=10,000
-# 0.042 vs 0.064. A few long sequences run 8 lanes, bound by the latency of the Cholesky
-# recurrence, and cyclic reduction wins: B=8, T=30,000 0.169 s vs 0.139 s. On CUDA only the
-# torch methods run, and the T rounds of launches of "sequential" always lose to the log T
-# levels of "parallel".
-AUTO_PARALLEL_MIN_STEPS_CPU = 20_000
+# "auto", measured (benchmarks/README.md, "auto crossover"): forward+backward, float64,
+# D=1, K=3, 2 threads, medians (`benchmarks/solver.py`). On CPU the compiled kernel wins at
+# every measured shape: batches in SIMD lanes (SST shape 0.17 s vs 1.8 s), long sequences
+# one per lane and split over the threads (B=8, T=30,000 0.055 s vs 0.142 s parallel; B=64,
+# T=30,000 0.31 vs 1.81 s; B=1, T=100,000 0.02 vs 0.06 s). On CUDA only the torch methods
+# run, and the T rounds of launches of "sequential" always lose to the log T levels of
+# "parallel".
 # Without numba (smnn needs only torch), CPU batches from this size go to "sequential": it
 # wins once the batch makes both torch methods memory-bound (B=12,960: 1.9 s vs 3.2 s;
 # B=2,048: 0.37 s vs 0.32 s; 1 thread, T=208).
@@ -60,7 +57,7 @@ def _auto_method(n: int, t_len: int, b: int, device: torch.device) -> str:
         return "parallel"
     if not _compiled.available():
         return "sequential" if n >= AUTO_SEQUENTIAL_MIN_BATCH_CPU else "parallel"
-    return "compiled" if n == 1 or t_len < AUTO_PARALLEL_MIN_STEPS_CPU else "parallel"
+    return "compiled"
 
 
 def _problem(like: Problem, c, r, v, h) -> Problem:

@@ -61,7 +61,7 @@ def all_methods() -> list[str]:
 def test_an_empty_batch_gives_an_empty_solution_and_empty_gradients(
     method, central, batch, t_len
 ):
-    # T = 20,000 is where "auto" picks the parallel method on CPU.
+    # T = 20,000: a long sequence, one lane per system in the compiled method.
     inputs = [x.requires_grad_() for x in make_problem(batch=batch, t_len=t_len, s_len=2)]
     u = ode_forward(*inputs, method=method, central=central)
     assert u.shape == (*batch, t_len, 1, 3)

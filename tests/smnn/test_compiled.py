@@ -104,15 +104,41 @@ def test_a_solve_without_gradients_keeps_no_factor(monkeypatch):
     assert seen == [0, 1]
 
 
-def test_long_sequences_run_in_fewer_lanes_within_the_memory_bound():
-    # (T, E, D, K, S, J), one band, float64: T·b·(nb+1)·b·8 bytes of factor per system.
+def test_long_sequences_run_one_per_lane_and_split_over_threads(two_threads):
+    # (T, E, D, K, S, J), one band, float64: T·12·8 bytes of packed factor per system.
     assert _kernels.lane_count((208, 1, 1, 3, 10, 2), 1, 8, 12_960) == _kernels.CHUNK
     assert _kernels.lane_count((208, 1, 1, 3, 10, 2), 1, 8, 5) == 8  # padded to 8
     assert _kernels.lane_count((208, 1, 1, 3, 10, 2), 1, 8, 1) == 1
-    per_system = 100_000 * 3 * 6 * 8
-    lanes = _kernels.lane_count((100_000, 1, 1, 3, 1, 2), 1, 8, 64)
-    assert lanes * per_system <= _kernels.CHUNK_BYTES and lanes in _kernels.LANE_COUNTS
-    assert _kernels.lane_count((10**7, 1, 1, 3, 1, 2), 1, 8, 64) == 1
+    assert _kernels.lane_count((1_000, 1, 1, 3, 1, 2), 1, 8, 64) == _kernels.CHUNK
+    assert _kernels.lane_count((3_000, 1, 1, 3, 1, 2), 1, 8, 64) == 1  # 288 KB each
+    assert _kernels.lane_count((3_000, 1, 1, 3, 1, 2), 1, 4, 64) == _kernels.CHUNK  # float32
+    # threads: one per 16 systems or per 10,000 system-steps, never more than systems
+    assert _compiled._thread_count(8, 208) == 1
+    assert _compiled._thread_count(77, 6) == 2
+    assert _compiled._thread_count(2, 10_000) == 2
+    assert _compiled._thread_count(1, 10**6) == 1
+    assert _compiled._thread_count(0, 10) == 1
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["kept_in_place", "recomputed"])
+@pytest.mark.parametrize("central", [False, True], ids=["default", "central"])
+def test_one_lane_systems_over_two_threads_match_the_dense_solve(
+    central, keep, two_threads, monkeypatch
+):
+    # What long sequences get (one lane each, rows read and written in place, split over
+    # the threads), forced at a size the dense solve can check.
+    monkeypatch.setattr(_kernels, "LANE_SYSTEM_BYTES", 0)
+    monkeypatch.setattr(_compiled, "MIN_STEPS_PER_THREAD", 1)
+    if not keep:
+        monkeypatch.setattr(_compiled, "KEEP_FACTOR_BYTES", 0)
+    assert _compiled._tag((30, 1, 1, 3, 2, 2), central, 8, 5)[0] == (0,)
+    assert _compiled._thread_count(5, 30) == 2
+    inputs = make_problem(batch=(5,), t_len=30, k_len=3, s_len=2, j_len=2, seed=26)
+    u, grads = solve_with_gradients(inputs, central)
+    dense_u, dense_grads = solve_with_gradients(inputs, central, method="dense")
+    assert relative_error(u, dense_u) < 1e-10
+    for name, got, want in zip(INPUT_NAMES, grads, dense_grads, strict=True):
+        assert relative_error(got, want) < 1e-8, name
 
 
 def test_a_partial_chunk_of_few_systems_matches_the_dense_solve():

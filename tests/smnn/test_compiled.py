@@ -31,6 +31,15 @@ def solve_with_gradients(inputs, central, method="compiled", seed=3):
     return u.detach(), [x.grad for x in leaves]
 
 
+def assert_matches_dense(inputs, central):
+    """The compiled u and gradients agree with the dense reference (1e-10 and 1e-8)."""
+    u, grads = solve_with_gradients(inputs, central)
+    dense_u, dense_grads = solve_with_gradients(inputs, central, method="dense")
+    assert relative_error(u, dense_u) < 1e-10
+    for name, got, want in zip(INPUT_NAMES, grads, dense_grads, strict=True):
+        assert relative_error(got, want) < 1e-8, name
+
+
 @pytest.fixture
 def two_threads():
     before = torch.get_num_threads()
@@ -44,11 +53,7 @@ def test_partial_chunks_and_thread_ranges_match_the_dense_solve(central, two_thr
     # 77 systems over 2 threads: ranges of 38 and 39, each a full chunk of 32 and a part.
     assert _kernels.CHUNK == 32
     inputs = make_problem(batch=(77,), t_len=6, k_len=3, s_len=2, j_len=2, seed=21)
-    u, grads = solve_with_gradients(inputs, central)
-    dense_u, dense_grads = solve_with_gradients(inputs, central, method="dense")
-    assert relative_error(u, dense_u) < 1e-10
-    for name, got, want in zip(INPUT_NAMES, grads, dense_grads, strict=True):
-        assert relative_error(got, want) < 1e-8, name
+    assert_matches_dense(inputs, central)
 
 
 def test_results_do_not_depend_on_the_thread_count(two_threads):
@@ -134,21 +139,13 @@ def test_one_lane_systems_over_two_threads_match_the_dense_solve(
     assert _compiled._tag((30, 1, 1, 3, 2, 2), central, 8, 5)[0] == (0,)
     assert _compiled._thread_count(5, 30) == 2
     inputs = make_problem(batch=(5,), t_len=30, k_len=3, s_len=2, j_len=2, seed=26)
-    u, grads = solve_with_gradients(inputs, central)
-    dense_u, dense_grads = solve_with_gradients(inputs, central, method="dense")
-    assert relative_error(u, dense_u) < 1e-10
-    for name, got, want in zip(INPUT_NAMES, grads, dense_grads, strict=True):
-        assert relative_error(got, want) < 1e-8, name
+    assert_matches_dense(inputs, central)
 
 
 def test_a_partial_chunk_of_few_systems_matches_the_dense_solve():
     # 5 systems run in 8 lanes, the last 3 copies of the fifth.
     inputs = make_problem(batch=(5,), t_len=7, k_len=3, s_len=2, j_len=2, seed=22)
-    u, grads = solve_with_gradients(inputs, False)
-    dense_u, dense_grads = solve_with_gradients(inputs, False, method="dense")
-    assert relative_error(u, dense_u) < 1e-10
-    for name, got, want in zip(INPUT_NAMES, grads, dense_grads, strict=True):
-        assert relative_error(got, want) < 1e-8, name
+    assert_matches_dense(inputs, False)
 
 
 @pytest.mark.parametrize("central", [False, True], ids=["default", "central"])

@@ -530,25 +530,28 @@ def _smoothness_gradients(fixed, dims, ht, xt, lt, order_gram, w_sm2, grad_h):
     kk = 2 * k_len
     fh, gh = ht.reshape(ht.size), grad_h.reshape(grad_h.size)
     fx, fl = xt.reshape(xt.size), lt.reshape(lt.size)
+    fog = order_gram.reshape(order_gram.size)  # flat, unsigned indices (`_factor_step`)
     for t in range(xt.shape[0] // b - 1):  # the intervals
         for w in range(n_lanes):
             h = fh[_U(t * n_lanes + w)]
             acc = 0.0
             for d in range(b // k_len):
                 i0 = t * b + d * k_len  # u_t's orders; u_{t+1}'s are b rows on
-                for p in range(kk):
-                    rp = i0 + (p // k_len) * b + p % k_len
+                for pa in range(2):  # z entry p = pa·K + pk, scaled by h^pk
                     hp = 1.0
-                    for _ in range(p % k_len):
+                    for pk in range(k_len):
+                        p = pa * k_len + pk
+                        g_x = 0.0
+                        for qa in range(2):
+                            hq = 1.0
+                            for qk in range(k_len):
+                                g_x += (
+                                    fog[_U(p * kk + qa * k_len + qk)]
+                                    * hq * fx[_U((i0 + qa * b + qk) * n_lanes + w)]
+                                )
+                                hq *= h
+                        acc += hp * fl[_U((i0 + pa * b + pk) * n_lanes + w)] * g_x
                         hp *= h
-                    g_x = 0.0
-                    for q in range(kk):
-                        rq = i0 + (q // k_len) * b + q % k_len
-                        hq = 1.0
-                        for _ in range(q % k_len):
-                            hq *= h
-                        g_x += order_gram[p, q] * hq * fx[_U(rq * n_lanes + w)]
-                    acc += hp * fl[_U(rp * n_lanes + w)] * g_x
             gh[_U(t * n_lanes + w)] = -w_sm2 * acc / h
 
 

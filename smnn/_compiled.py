@@ -166,8 +166,7 @@ class _CompiledSolve(torch.autograd.Function):
         weights = (like.weight_equation**2, like.weight_init**2, like.weight_smooth**2, rtol)
         inputs = _flat(coefficients, rhs, init_vars, steps)
         b, nb = d_len * k_len, 2 if central else 1
-        rows = nb * b + t_len * b  # the kernels' factor has nb·b leading rows of zeros
-        packed = (nb + t_len) * _kernels.packed_step(b, nb)  # L, packed, per system
+        packed, rows = _kernels.factor_sizes(shape, nb)  # per system
         factor_bytes = n * (packed + rows) * coefficients.itemsize
         tag = _tag(shape, central, coefficients.itemsize, n)
         keep = (

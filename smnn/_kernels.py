@@ -40,9 +40,11 @@ _U = np.uint64  # an unsigned index: numba skips the negative-index wrap-around 
 CHUNK = 32
 # A system with more bytes of factor than this runs alone, in one lane: its chunk's work
 # arrays would no longer stay in cache, and one lane reads and writes its rows in place
-# (no gathers). Fwd+bwd, float64, 2 threads: B=8, T=3,000 17.4 -> 7.5 ms, T=30,000
-# 166 -> 66 ms; B=64, T=3,000 52.6 -> 46.1 ms; below it lanes win: B=8, T=1,000 3.1 vs
-# 3.2 ms, B=64, T=1,000 15.8 vs 18.0 ms (96 KB of factor per system there, 288 KB at 3,000).
+# (no gathers). Fwd+bwd, float64, 2 threads, one lane each against 8 or 32: B=8, T=3,000
+# 7.5 vs 17.4 ms, T=30,000 66 vs 166 ms; B=64, T=3,000 46.1 vs 52.6 ms; below it lanes win:
+# B=8, T=1,000 3.2 vs 3.1 ms, B=64, T=1,000 18.0 vs 15.8 ms (96 KB of factor per system
+# there, 288 KB at 3,000). With threads split by work (`_compiled._thread_count`) too:
+# B=8, T=30,000 166 -> 40 ms.
 LANE_SYSTEM_BYTES = 192 << 10
 
 
@@ -194,7 +196,8 @@ def _factor(tag, ct, ht, consts, weights, shape, central, low, inv, scratch, y):
 def _pivot_test(t, fixed, dims, a, inv, rtol, pivots):
     """pivots[w] becomes NaN unless every pivot d_i of block-row t exceeds rtol·M_ii
     (a NaN pivot fails): apart from `_factor_step` (see there), flat arrays as there, and
-    branch-free so the lane loop vectorises (5 -> 1 ms of the SST shape's factorisation)."""
+    branch-free so the lane loop vectorises (it ran scalar; with it the SST shape's
+    factorisation went 60 -> 40 ms a pass, 1 thread)."""
     n_lanes, b, nb = len(fixed), len(dims[0]), len(dims[1])
     pad, width = nb * b, (nb + 1) * b
     for w in range(n_lanes):
@@ -366,7 +369,7 @@ def _lanes(shape, lanes, dt):
 def _rows(c, r, v, h, n, shape):
     """System n's rows of flattened (N, ...) arrays as the lane-last arrays of a one-lane
     chunk (`_lanes`): views, no copy. For one long sequence the copies cost little, but
-    the fresh pages of their arrays cost ~3 µs each (T = 100,000: ~4 ms per pass)."""
+    the fresh pages of their arrays cost ~3 µs each (T = 100,000: ~16 ms per fwd+bwd)."""
     t_len, e_len, d_len, k_len, s_len, j_len = shape
     return (
         c[n].reshape((t_len, e_len, d_len * k_len, 1)),
@@ -376,19 +379,24 @@ def _rows(c, r, v, h, n, shape):
     )
 
 
-# Lane counts the kernels are compiled for (each a specialisation: `lanes` is a tuple of
-# that length, so every lane loop has a trip count known at compile time and unrolls into
-# whole SIMD registers, without remainder loops): a batch, a few systems, one system.
-LANE_COUNTS = (CHUNK, 8, 1)
-
-
 def lane_count(shape, nb, itemsize, n):
     """Systems per chunk for n systems: one for one system or for long sequences (more
-    than LANE_SYSTEM_BYTES of factor each), else CHUNK, or 8 for up to 8 systems."""
+    than LANE_SYSTEM_BYTES of factor each), else CHUNK, or 8 for up to 8 systems. The
+    kernels are compiled for these three counts (each a specialisation: `lanes` is a tuple
+    of that length, so every lane loop has a trip count known at compile time and unrolls
+    into whole SIMD registers, without remainder loops)."""
     b = shape[2] * shape[3]
     if n == 1 or shape[0] * packed_step(b, nb) * itemsize > LANE_SYSTEM_BYTES:
         return 1
     return CHUNK if n > 8 else 8
+
+
+@njit(**_JIT)
+def factor_sizes(shape, nb):
+    """(packed, rows): numbers of one system's factor, L packed (`packed_step`, nb leading
+    steps of zeros) and 1/D (nb·b leading zero rows); shape as `forward`'s."""
+    t_len, b = shape[0], shape[2] * shape[3]
+    return (nb + t_len) * packed_step(b, nb), (nb + t_len) * b
 
 
 @njit(**_JIT)
@@ -403,11 +411,10 @@ def _factor_work(shape, nb, lanes, like, kept):
     of zeros), inv (nb·b leading zero rows, see `_factor`), scratch (a, pivots).
 
     low and inv have no rows when the factor lives in `kept` (see `_factor_home`)."""
-    t_len, b, dt = shape[0], shape[2] * shape[3], like.dtype
-    home = lanes == 1 and kept[0].shape[0]
-    rows = 0 if home else nb * b + t_len * b
+    b, dt = shape[2] * shape[3], like.dtype
+    packed, rows = (0, 0) if lanes == 1 and kept[0].shape[0] else factor_sizes(shape, nb)
     scratch = (np.zeros((b, (nb + 1) * b, lanes), dtype=dt), np.empty(lanes, dtype=dt))
-    low = np.zeros((0 if home else (nb + t_len) * packed_step(b, nb), lanes), dtype=dt)
+    low = np.zeros((packed, lanes), dtype=dt)
     return low, np.zeros((rows, lanes), dtype=dt), scratch
 
 
@@ -417,8 +424,7 @@ def _factor_home(kept, n0, lanes, shape, nb, low, inv):
     factor, in place in `kept` (its row there has the work layout: no copy, no new pages),
     else in the work arrays."""
     if lanes == 1 and kept[0].shape[0]:
-        b = shape[2] * shape[3]
-        rows, packed = nb * b + shape[0] * b, (nb + shape[0]) * packed_step(b, nb)
+        packed, rows = factor_sizes(shape, nb)
         return kept[0][n0].reshape((packed, 1)), kept[1][n0].reshape((rows, 1))
     return low, inv
 

@@ -30,7 +30,7 @@ METHODS = {
 def choose_method(method: str, n: int, t_len: int, b: int, device: torch.device) -> str:
     """Resolve "auto" to a registered method for an (N, T, b) problem on `device`."""
     if method == "auto":
-        return _auto_method(n, t_len, b, device)
+        return _auto_method(n, device)
     if method not in METHODS:
         raise ValueError(
             f"method: expected 'auto' or one of {sorted(METHODS)}, received {method!r}"
@@ -51,8 +51,8 @@ def choose_method(method: str, n: int, t_len: int, b: int, device: torch.device)
 AUTO_SEQUENTIAL_MIN_BATCH_CPU = 4096
 
 
-def _auto_method(n: int, t_len: int, b: int, device: torch.device) -> str:
-    """The measured fastest method for an (N, T, b) problem on `device`."""
+def _auto_method(n: int, device: torch.device) -> str:
+    """The measured fastest method for n systems on `device` (at any T and b, measured)."""
     if device.type != "cpu":
         return "parallel"
     if not _compiled.available():

@@ -359,10 +359,11 @@ class Trainer:
         self.ds, self.stats = ds, stats
         self.ends = (train_split.target_end,
                      None if val_split is None else val_split.target_end)
-        self.train_data = WindowDataset(store, stats, train_split, config.window)
-        self.val_data = (
+        self.train_data = WindowDataset(store, stats, train_split, config.window,
+                                        neighbours=config.model.align_weight > 0)
+        self.val_data = (  # validation scores the forecast only: no neighbours
             WindowDataset(store, stats, val_split, config.window,
-                          locations=self.train_data.locations)
+                          locations=self.train_data.locations, neighbours=False)
             if val_split is not None else None
         )
         self.val_idx = (_validation_indices(len(self.val_data), t.val_samples, t.seed)

@@ -178,8 +178,9 @@ class WindowDataset(torch.utils.data.Dataset):
 
     `__getitems__(indices)` returns a batch dict (see `collate_batch`):
     context (B, C), target (B, H), mask (B, H) bool, covariates (B, 5), weight (B,) cos(lat),
-    neighbour (B, C) (the context of the next ocean point along the row, for the multi-view
-    loss), loc (B,) and issue (B,) indices.
+    loc (B,) and issue (B,) indices; with `neighbours`, also neighbour (B, C), the context of
+    the next ocean point along the row, for the multi-view loss (off, its gather would be a
+    quarter of a batch's reading for nothing).
     """
 
     def __init__(
@@ -191,7 +192,9 @@ class WindowDataset(torch.utils.data.Dataset):
         *,
         locations: Locations | None = None,
         cache_blocks: int = 16,
+        neighbours: bool = True,
     ):
+        self.neighbours = neighbours
         self.store = store if isinstance(store, xr.Dataset) else str(store)
         self.split = split
         self.context = window.context
@@ -287,7 +290,7 @@ class WindowDataset(torch.utils.data.Dataset):
         blocks = self.locations.block_of(loc)
         C, H = self.context, self.horizon
         context = np.empty((len(indices), C), np.float32)
-        neighbour = np.empty((len(indices), C), np.float32)
+        neighbour = np.empty((len(indices), C), np.float32) if self.neighbours else None
         target = np.empty((len(indices), H), np.float32)
         mask = np.empty((len(indices), H), bool)
         for b in np.unique(blocks):
@@ -295,15 +298,15 @@ class WindowDataset(torch.utils.data.Dataset):
             block = self.block(int(b))
             row0 = (self.locations.iy[loc[rows]] - self._rows(int(b))[0]) * len(self.lon)
             ix = self.locations.ix[loc[rows]]
-            nx = self._neighbour_ix(self.locations.iy[loc[rows]], ix)
             start = issue[rows] - C + 1
             context[rows] = _windows(block.values, row0 + ix, start, C)
-            neighbour[rows] = _windows(block.values, row0 + nx, start, C)
+            if neighbour is not None:
+                nx = self._neighbour_ix(self.locations.iy[loc[rows]], ix)
+                neighbour[rows] = _windows(block.values, row0 + nx, start, C)
             target[rows] = _windows(block.values, row0 + ix, issue[rows] + 1, H)
             mask[rows] = _windows(block.finite, row0 + ix, issue[rows] + 1, H)
-        return {
+        batch = {
             "context": torch.from_numpy(context),
-            "neighbour": torch.from_numpy(neighbour),
             "target": torch.from_numpy(target),
             "mask": torch.from_numpy(mask),
             "covariates": torch.from_numpy(self._covariates(issue, loc)),
@@ -311,6 +314,9 @@ class WindowDataset(torch.utils.data.Dataset):
             "loc": torch.from_numpy(loc),
             "issue": torch.from_numpy(issue),
         }
+        if neighbour is not None:
+            batch["neighbour"] = torch.from_numpy(neighbour)
+        return batch
 
 
 def _series_block(data: np.ndarray, horizon: int) -> _Block:

@@ -149,3 +149,33 @@ def test_training_runs_with_its_own_thread_counts_and_restores_the_callers(
     finally:
         smnn.set_num_threads(previous)
         torch.set_num_threads(torch_before)
+
+
+@pytest.mark.parametrize("align_weight", [0.0, 0.5])
+def test_batches_carry_the_neighbour_windows_only_for_the_alignment_loss(
+    model_store, tmp_path, tiny_config, monkeypatch, align_weight
+):
+    keys, encodes, encoded = [], [], []
+    real_step, real_encode = train_module.Trainer._step, train_module.MechanisticIdentifier.encode
+
+    def step(self, batch):
+        keys.append(set(batch))
+        before = len(encoded)
+        out = real_step(self, batch)
+        encodes.append(len(encoded) - before)
+        return out
+
+    def encode(self, context, covariates=None):
+        encoded.append(len(context))
+        return real_encode(self, context, covariates)
+
+    monkeypatch.setattr(train_module.Trainer, "_step", step)
+    monkeypatch.setattr(train_module.MechanisticIdentifier, "encode", encode)
+    config = tiny_config.model_copy(update={
+        "model": tiny_config.model.model_copy(update={"align_weight": align_weight}),
+        "train": tiny_config.train.model_copy(update={"max_steps": 2, "val_every": 1000})})
+    train(model_store, tmp_path / "run", config=config)
+    assert len(keys) == 2
+    assert all(("neighbour" in k) == (align_weight > 0) for k in keys)
+    # a step encodes the context, and the neighbour too for the alignment loss
+    assert encodes == [2 if align_weight else 1] * 2

@@ -97,6 +97,16 @@ def test_missing_values_neighbours_and_covariates_match_a_per_window_reference(
     assert not batch["mask"].all() and batch["mask"].any()
 
 
+def test_without_neighbours_a_batch_drops_only_the_neighbour_windows(dataset, model_store):
+    data, _, stats = dataset
+    plain = WindowDataset(model_store, stats, data.split, WINDOW, neighbours=False)
+    index = np.arange(0, len(data), 11)
+    full, lean = data.__getitems__(index), plain.__getitems__(index)
+    assert set(full) - set(lean) == {"neighbour"}
+    for key in lean:
+        torch.testing.assert_close(lean[key], full[key])
+
+
 def test_data_after_the_split_end_is_never_read(dataset, model_store, make_ar1_sst):
     data, ds, stats = dataset
     changed = make_ar1_sst()

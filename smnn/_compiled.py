@@ -151,64 +151,67 @@ def _empty(*shapes, dtype) -> list[np.ndarray]:
 
 
 class _CompiledSolve(torch.autograd.Function):
-    """u = argmin ‖W(A(c, h) u − y(r, v))‖² for canonical CPU inputs; u: (N, T, D, K)."""
+    """u = argmin ‖W(A(c, h) u − y(r, v))‖² for canonical CPU inputs, solved in the dtype
+    of `tag`'s work (`_work_dtype`); u: (N, T, D, K) in the inputs' dtype."""
 
     @staticmethod
-    def forward(ctx, coefficients, rhs, init_vars, steps, like: Problem, central: bool):
+    def forward(ctx, coefficients, rhs, init_vars, steps, like: Problem, central: bool, tag,
+                work: torch.dtype):
         from smnn import _kernels
 
         n, t_len, e_len, d_len, k_len = coefficients.shape
         shape = (t_len, e_len, d_len, k_len, like.s_len, like.j_len)
-        consts, order_gram = _constants(
-            k_len, central, coefficients.dtype, like.weight_smooth**2
-        )
-        rtol = pivot_tolerance(coefficients.dtype, d_len * k_len, 2 if central else 1)
+        consts, order_gram = _constants(k_len, central, work, like.weight_smooth**2)
+        rtol = pivot_tolerance(work, d_len * k_len, 2 if central else 1)
         weights = (like.weight_equation**2, like.weight_init**2, like.weight_smooth**2, rtol)
         inputs = _flat(coefficients, rhs, init_vars, steps)
         b, nb = d_len * k_len, 2 if central else 1
         packed, rows = _kernels.factor_sizes(shape, nb)  # per system
-        factor_bytes = n * (packed + rows) * coefficients.itemsize
-        tag = _tag(shape, central, coefficients.itemsize, n)
+        factor_bytes = n * (packed + rows) * consts.itemsize
         keep = (
             factor_bytes <= KEEP_FACTOR_BYTES
             and len(tag[0]) <= KEEP_FACTOR_MAX_LANES
             and any(ctx.needs_input_grad[:4])  # no backward pass, nothing to keep for
         )
         kept_rows = n if keep else 0
-        (x,) = _empty((n, t_len * b), dtype=inputs[0].dtype)
+        # x in the work dtype, for the backward pass; u, the result, in the inputs' (the
+        # kernel writes both as it goes: no cast afterwards), or x itself.
+        mixed = inputs[0].dtype != consts.dtype
+        (x,) = _empty((n, t_len * b), dtype=consts.dtype)
+        (u,) = _empty((n if mixed else 0, t_len * b), dtype=inputs[0].dtype)
         kept = [  # zeros: the padding rows must be
-            np.zeros(size, dtype=inputs[0].dtype)
+            np.zeros(size, dtype=consts.dtype)
             for size in ((kept_rows, packed), (kept_rows, rows))
         ]
         failed = np.zeros(n, dtype=np.bool_)
         _split(
-            _kernels.forward, n, t_len, *inputs, consts, weights, shape, central, x, failed,
-            tuple(kept), tag,
+            _kernels.forward, n, t_len, *inputs, consts, weights, shape, central, x, u,
+            failed, tuple(kept), tag,
         )
         if failed.any():
             raise not_positive_definite(int(np.flatnonzero(failed)[0]))
-        u = torch.from_numpy(x).view(n, t_len, d_len, k_len)
+        solution = torch.from_numpy(x).view(n, t_len, d_len, k_len)
         ctx.args = (consts, order_gram, weights, shape, central, tuple(kept), tag)
-        ctx.save_for_backward(coefficients, rhs, init_vars, steps, u)
-        return u
+        ctx.save_for_backward(coefficients, rhs, init_vars, steps, solution)
+        return torch.from_numpy(u).view(n, t_len, d_len, k_len) if mixed else solution
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_u):
         from smnn import _kernels
 
-        *inputs, u = ctx.saved_tensors
+        *inputs, x = ctx.saved_tensors
         consts, order_gram, weights, shape, central, kept, tag = ctx.args
-        arrays = _flat(*inputs, u, grad_u.to(u.dtype))
+        arrays = _flat(*inputs, x, grad_u.to(inputs[0].dtype))
         grads = _empty(*(a.shape for a in arrays[:4]), dtype=arrays[0].dtype)
         args = (consts, order_gram, weights, shape, central, kept, tuple(grads), tag)
-        _split(_kernels.backward, u.shape[0], shape[0], *arrays, *args)
+        _split(_kernels.backward, x.shape[0], shape[0], *arrays, *args)
         needs = ctx.needs_input_grad[:4]
         out = [
             torch.from_numpy(grad).view(t.shape) if need else None
             for grad, t, need in zip(grads, inputs, needs, strict=True)
         ]
-        return (*out, None, None)
+        return (*out, None, None, None, None)
 
 
 @functools.cache
@@ -221,8 +224,9 @@ def available() -> bool:
         return False
 
 
-def solve(p: Problem, central: bool) -> torch.Tensor:
-    """Solve a canonical CPU problem: u (N, T, D, K), differentiable in p's four tensors."""
+def solve(p: Problem, central: bool, solve_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Solve a canonical CPU problem in `solve_dtype` (None: the inputs' dtype): u
+    (N, T, D, K) in the inputs' dtype, differentiable in p's four tensors."""
     if not available():
         raise ValueError(
             "method: 'compiled' needs the numba package, which is not installed "
@@ -235,15 +239,27 @@ def solve(p: Problem, central: bool) -> torch.Tensor:
             f"method: 'compiled' runs on CPU tensors, received tensors on {device}; "
             "use 'parallel' or 'auto' there"
         )
-    return _CompiledSolve.apply(p.coefficients, p.rhs, p.init_vars, p.steps, p, bool(central))
+    work = solve_dtype or p.coefficients.dtype
+    shape = (p.t_len, p.e_len, p.d_len, p.k_len, p.s_len, p.j_len)
+    tag = _tag(shape, central, work.itemsize, p.coefficients.shape[0])
+    if len(tag[0]) == 1 and p.coefficients.dtype != work:
+        # One-lane chunks work on their rows in place, in the work dtype: cast around them.
+        return solve(p.to(work), central).to(p.coefficients.dtype)
+    return _CompiledSolve.apply(
+        p.coefficients, p.rhs, p.init_vars, p.steps, p, bool(central), tag, work
+    )
 
 
-def warm_up(dtypes=(torch.float64, torch.float32)) -> None:
+def warm_up(
+    dtypes=((torch.float64, torch.float64), (torch.float32, torch.float32),
+            (torch.float32, torch.float64)),
+) -> None:
     """Compile the kernels, or load them from numba's disk cache, for the model's shape
-    (D·K = 3, no central rows) in each dtype, one system and a batch (the two lane kinds,
-    `_tag`): a tiny forward+backward each. `make install` runs it, so no training run or
-    first solve waits; other block sizes and the central rows compile on first use."""
-    for dtype in dtypes:
+    (D·K = 3, no central rows) for each (inputs' dtype, solve dtype) pair, one system and
+    a batch (the two lane kinds, `_tag`; one system of float32 solved in float64 runs the
+    float64 kernels): a tiny forward+backward each. `make install` runs it, so no training
+    run or first solve waits; other block sizes and the central rows compile on first use."""
+    for dtype, work in dtypes:
         for n in (1, 2 * MIN_SYSTEMS_PER_THREAD):
             inputs = [
                 torch.ones(n, 3, 1, 1, 3, dtype=dtype, requires_grad=True),
@@ -253,4 +269,4 @@ def warm_up(dtypes=(torch.float64, torch.float32)) -> None:
             ]
             p = Problem(*inputs, batch_shape=(n,), weight_equation=1.0, weight_init=1.0,
                         weight_smooth=1.0)
-            solve(p, central=False).sum().backward()
+            solve(p, central=False, solve_dtype=work).sum().backward()

@@ -18,6 +18,10 @@ at low[s·P + j·nb·b + j(j−1)/2 + cc, w], P = `packed_step(b, nb)` numbers p
 b = 3, nb = 1, against 18 for a row of the full band width: the chunk's factor then fits a
 1 MB L2 at the SST shape). Inputs come batch-first and C-contiguous: coefficients
 (N, T, E, b), rhs (N, T, E), init_vars (N, S, D, J), steps (N, T-1); x, g and λ (N, T·b).
+The work (the factor, x, λ) is in x's dtype; chunks of several lanes read inputs and g and
+write u and the gradients in theirs (float32 for a float32 model solved in float64), as
+the gathers and scatters convert on the way, so no cast of whole arrays precedes or
+follows a solve. One-lane chunks work on their rows in place and need x's dtype throughout.
 consts (3, K, K) = w_sm²·(PaᵀPa, PbᵀPb, PbᵀPa); order_gram (2K, 2K) = OG + GO with
 G = PᵀP of [Pa Pb] and O = diag(0..K-1, 0..K-1);
 weights = (w_eq², w_iv², w_sm², rtol), rtol the relative pivot threshold
@@ -29,12 +33,38 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
 
 # error_model="numpy": a division by zero gives inf/NaN as in numpy (the pivot test below
 # reports it), instead of raising ZeroDivisionError from inside a kernel.
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 _U = np.uint64  # an unsigned index: numba skips the negative-index wrap-around for it
+
+
+def _same_dtype(a, b):
+    """Whether arrays a and b have one dtype (a compile-time constant in the kernels)."""
+    return a.dtype == b.dtype
+
+
+def _in_dtype_of(a, like):
+    """a itself when it has like's dtype, else a copy in like's dtype; in the kernels it
+    only makes both branches of a one-lane/lane-chunk choice type-check (one-lane chunks
+    run only when the dtypes agree, see `forward`)."""
+    return a if a.dtype == like.dtype else a.astype(like.dtype)
+
+
+@overload(_same_dtype)
+def _same_dtype_numba(a, b):
+    same = a.dtype == b.dtype
+    return lambda a, b: same
+
+
+@overload(_in_dtype_of)
+def _in_dtype_of_numba(a, like):
+    if a.dtype == like.dtype:
+        return lambda a, like: a
+    return lambda a, like: a.astype(like.dtype)
 
 # Systems per chunk (SIMD lanes): 32-64 measured fastest at the SST shape (8: 2x slower).
 CHUNK = 32
@@ -366,16 +396,17 @@ def _lanes(shape, lanes, dt):
 
 
 @njit(**_JIT)
-def _rows(c, r, v, h, n, shape):
+def _rows(c, r, v, h, n, shape, like):
     """System n's rows of flattened (N, ...) arrays as the lane-last arrays of a one-lane
-    chunk (`_lanes`): views, no copy. For one long sequence the copies cost little, but
-    the fresh pages of their arrays cost ~3 µs each (T = 100,000: ~16 ms per fwd+bwd)."""
+    chunk (`_lanes`): views, no copy, when they have like's dtype (the only case run). For
+    one long sequence the copies cost little, but the fresh pages of their arrays cost
+    ~3 µs each (T = 100,000: ~16 ms per fwd+bwd)."""
     t_len, e_len, d_len, k_len, s_len, j_len = shape
     return (
-        c[n].reshape((t_len, e_len, d_len * k_len, 1)),
-        r[n].reshape((t_len, e_len, 1)),
-        v[n].reshape((s_len, d_len, j_len, 1)),
-        h[n].reshape((h.shape[1], 1)),
+        _in_dtype_of(c[n], like).reshape((t_len, e_len, d_len * k_len, 1)),
+        _in_dtype_of(r[n], like).reshape((t_len, e_len, 1)),
+        _in_dtype_of(v[n], like).reshape((s_len, d_len, j_len, 1)),
+        _in_dtype_of(h[n], like).reshape((h.shape[1], 1)),
     )
 
 
@@ -439,8 +470,10 @@ def _load(c, r, v, h, n0, nw, ct, rt, vt, ht):
 
 
 @njit(**_JIT)
-def forward(c, r, v, h, consts, weights, shape, central, x, failed, kept, tag, lo, hi):
+def forward(c, r, v, h, consts, weights, shape, central, x, u, failed, kept, tag, lo, hi):
     """x[n] = M⁻¹β (flat T·b) for systems lo..hi-1; failed[n] = True where M is not SPD.
+    u: x again in the inputs' dtype, or an array with no rows when x serves (written only
+    by lane chunks: one-lane chunks need the inputs in x's dtype).
 
     Inputs flattened per system: c (N, T·E·b), r (N, T·E), v (N, S·D·J), h (N, T-1);
     shape = (T, E, D, K, S, J). kept: (low (N, (nb + T)·P), inv (N, (nb + T)·b)) to keep
@@ -455,15 +488,17 @@ def forward(c, r, v, h, consts, weights, shape, central, x, failed, kept, tag, l
     t_len, d_len, k_len = shape[0], shape[2], shape[3]
     b, nb = d_len * k_len, 2 if central else 1
     fixed, tl, dims = tag
-    dt, lanes, pad = c.dtype, len(fixed), nb * b
+    dt, lanes, pad = x.dtype, len(fixed), nb * b
+    if lanes == 1 and not _same_dtype(c, x):
+        raise ValueError("one-lane chunks need the inputs in x's dtype")
     ct, rt, vt, ht = _lanes(shape, lanes, dt)
-    low, inv, scratch = _factor_work(shape, nb, lanes, c, kept)
+    low, inv, scratch = _factor_work(shape, nb, lanes, x, kept)
     y = np.zeros((pad + t_len * b, lanes), dtype=dt)
     sub = shape[2:]
     for n0 in range(lo, hi, lanes):
         nw = min(lanes, hi - n0)
         if lanes == 1:
-            ct, rt, vt, ht = _rows(c, r, v, h, n0, shape)
+            ct, rt, vt, ht = _rows(c, r, v, h, n0, shape, x)
         else:
             _load(c, r, v, h, n0, nw, ct, rt, vt, ht)
         low_at, inv_at = _factor_home(kept, n0, lanes, shape, nb, low, inv)
@@ -471,6 +506,8 @@ def forward(c, r, v, h, consts, weights, shape, central, x, failed, kept, tag, l
         _factor(tag, ct, ht, consts, weights, sub, central, low_at, inv_at, scratch, y)
         _back_substitute(low_at, inv_at, y, fixed, dims)
         _scatter(y[pad:], n0, nw, x)
+        if u.shape[0]:
+            _scatter(y[pad:], n0, nw, u)
         if kept[0].shape[0] and lanes > 1:
             _scatter(_flat(low), n0, nw, kept[0])
             _scatter(inv, n0, nw, kept[1])
@@ -589,7 +626,8 @@ def _central_gradients(lanes, ht, xt, lt, w_sm2, shape, grad_h):
 def backward(
     c, r, v, h, x, g, consts, order_gram, weights, shape, central, kept, grads, tag, lo, hi
 ):
-    """λ = M⁻¹g and the input gradients for systems lo..hi-1; arguments as `forward`.
+    """λ = M⁻¹g and the input gradients for systems lo..hi-1; arguments as `forward`
+(g and grads in the inputs' dtype; x's for one-lane chunks).
 
     The factor is read from `kept` when forward kept it, else computed again.
     grads: (N, T·E·b), (N, T·E), (N, S·D·J), (N, T-1), written.
@@ -597,10 +635,12 @@ def backward(
     t_len, d_len, k_len = shape[0], shape[2], shape[3]
     b, nb = d_len * k_len, 2 if central else 1
     fixed, tl, dims = tag
-    dt, lanes, pad = c.dtype, len(fixed), nb * b
+    dt, lanes, pad = x.dtype, len(fixed), nb * b
+    if lanes == 1 and not (_same_dtype(c, x) and _same_dtype(grads[0], x)):
+        raise ValueError("one-lane chunks need the inputs and gradients in x's dtype")
     ct, rt, vt, ht = _lanes(shape, lanes, dt)
     gc, gr, gv, gh = _lanes(shape, lanes, dt)
-    low, inv, scratch = _factor_work(shape, nb, lanes, c, kept)
+    low, inv, scratch = _factor_work(shape, nb, lanes, x, kept)
     xt = np.empty((t_len * b, lanes if lanes > 1 else 0), dtype=dt)
     lp = np.zeros((pad + t_len * b, lanes), dtype=dt)  # λ, padded rows as low
     lt = lp[pad:]
@@ -608,8 +648,8 @@ def backward(
     for n0 in range(lo, hi, lanes):
         nw = min(lanes, hi - n0)
         if lanes == 1:  # views (`_rows`); the gradients are written in place
-            ct, rt, vt, ht = _rows(c, r, v, h, n0, shape)
-            gc, gr, gv, gh = _rows(grads[0], grads[1], grads[2], grads[3], n0, shape)
+            ct, rt, vt, ht = _rows(c, r, v, h, n0, shape, x)
+            gc, gr, gv, gh = _rows(grads[0], grads[1], grads[2], grads[3], n0, shape, x)
             xt = x[n0].reshape((t_len * b, 1))
         else:
             _load(c, r, v, h, n0, nw, ct, rt, vt, ht)

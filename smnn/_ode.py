@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from smnn._solve import solve
@@ -62,21 +60,12 @@ def ode_forward(
         weight_init=weight_init,
         weight_smooth=weight_smooth,
     )
-    out_dtype = p.coefficients.dtype
     if solve_dtype is None:
         solve_dtype = torch.float64  # the automatic float32 fallback (see `solve_dtype`)
     if solve_dtype not in (torch.float32, torch.float64):
         raise TypeError(
             f"solve_dtype: expected torch.float32, torch.float64 or None, received {solve_dtype}"
         )
-    if solve_dtype != out_dtype:
-        p = dataclasses.replace(
-            p,
-            coefficients=p.coefficients.to(solve_dtype),
-            rhs=p.rhs.to(solve_dtype),
-            init_vars=p.init_vars.to(solve_dtype),
-            steps=p.steps.to(solve_dtype),
-        )
-    u = solve(p, central, method).to(out_dtype)  # (N, T, D, K)
+    u = solve(p, central, method, solve_dtype)  # (N, T, D, K), the inputs' dtype
     shape = (*p.batch_shape, *u.shape[1:])
     return u if u.shape == shape else u.reshape(shape)

@@ -19,11 +19,12 @@ from smnn._validate import Problem
 # Methods that assemble M in torch and factor it: modules with `factor(diag, bands) -> obj`,
 # `obj.solve(rhs) -> x`; they run on any device and share the autograd node below.
 ASSEMBLED = {"sequential": _sequential, "parallel": _parallel}
-# Every method: name -> solve(problem, central) -> u, differentiable.
+# Every method: name -> solve(problem, central, solve_dtype) -> u in the problem's dtype,
+# differentiable.
 METHODS = {
-    "sequential": lambda p, central: _assembled_solve(p, central, "sequential"),
-    "parallel": lambda p, central: _assembled_solve(p, central, "parallel"),
-    "compiled": _compiled.solve,  # CPU only
+    "sequential": lambda p, central, dtype: _assembled_solve(p, central, "sequential", dtype),
+    "parallel": lambda p, central, dtype: _assembled_solve(p, central, "parallel", dtype),
+    "compiled": _compiled.solve,  # CPU only; reads and writes the problem's dtype itself
 }
 
 
@@ -100,8 +101,12 @@ class _SMNNSolve(torch.autograd.Function):
         return (*out, None, None, None)
 
 
-def _assembled_solve(p: Problem, central: bool, method: str) -> torch.Tensor:
-    return _SMNNSolve.apply(p.coefficients, p.rhs, p.init_vars, p.steps, p, bool(central), method)
+def _assembled_solve(p: Problem, central: bool, method: str, dtype: torch.dtype):
+    work = p.to(dtype)
+    u = _SMNNSolve.apply(
+        work.coefficients, work.rhs, work.init_vars, work.steps, work, bool(central), method
+    )
+    return u.to(p.coefficients.dtype)
 
 
 def _empty_solution(p: Problem) -> torch.Tensor:
@@ -112,8 +117,9 @@ def _empty_solution(p: Problem) -> torch.Tensor:
     return p.coefficients.new_zeros((0, t_len, d_len, k_len)) + 0.0 * link
 
 
-def solve(p: Problem, central: bool, method: str) -> torch.Tensor:
-    """Solve a canonical problem: returns u (N, T, D, K), differentiable in p's tensors.
+def solve(p: Problem, central: bool, method: str, solve_dtype: torch.dtype) -> torch.Tensor:
+    """Solve a canonical problem in `solve_dtype`: returns u (N, T, D, K) in p's dtype,
+    differentiable in p's tensors.
 
     An empty batch (N = 0) gives an empty u for every method, without running one.
     """
@@ -121,4 +127,4 @@ def solve(p: Problem, central: bool, method: str) -> torch.Tensor:
     name = choose_method(method, n, t_len, d_len * k_len, p.coefficients.device)
     if n == 0:
         return _empty_solution(p)
-    return METHODS[name](p, central)
+    return METHODS[name](p, central, solve_dtype)

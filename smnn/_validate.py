@@ -11,6 +11,7 @@ every method, so callers (e.g. a training loop) can catch exactly the numerical 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from numbers import Real
@@ -88,6 +89,18 @@ class Problem:
     @property
     def j_len(self) -> int:
         return self.init_vars.shape[3]
+
+    def to(self, dtype: torch.dtype) -> Problem:
+        """The same problem with its four tensors in `dtype` (differentiable casts)."""
+        if self.coefficients.dtype == dtype:
+            return self
+        return dataclasses.replace(
+            self,
+            coefficients=self.coefficients.to(dtype),
+            rhs=self.rhs.to(dtype),
+            init_vars=self.init_vars.to(dtype),
+            steps=self.steps.to(dtype),
+        )
 
 
 def _check_tensor(name: str, x: object, min_dims: int, layout: str) -> torch.Tensor:

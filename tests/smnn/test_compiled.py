@@ -98,7 +98,7 @@ def test_a_solve_without_gradients_keeps_no_factor(monkeypatch):
     real = _kernels.forward
 
     def spy(*args):
-        seen.append(args[10][0].shape[0])  # kept = (factor, pivots), rows per system
+        seen.append(args[11][0].shape[0])  # kept = (factor, pivots), rows per system
         return real(*args)
 
     monkeypatch.setattr(_kernels, "forward", spy)
@@ -224,3 +224,47 @@ def test_the_kernels_thread_count_is_set_apart_from_torch_and_restorable(monkeyp
     finally:
         smnn.set_num_threads(previous)
         torch.set_num_threads(torch_before)
+
+
+def _float32_solved_in_float64(inputs, central, cast_first):
+    """u and the four gradients of float32 inputs solved in float64: by the compiled
+    method itself, or (`cast_first`) with torch casting the inputs up and u back down."""
+    leaves = [x.float().requires_grad_() for x in inputs]
+    if cast_first:
+        u = _compiled.solve(canonicalise(*[x.double() for x in leaves]), central).float()
+    else:
+        u = _compiled.solve(canonicalise(*leaves), central, torch.float64)
+    g = torch.randn(u.shape, generator=torch.Generator().manual_seed(7), dtype=u.dtype)
+    return u, torch.autograd.grad(u, leaves, g)
+
+
+@pytest.mark.parametrize("batch, t_len, central", [
+    (40, 30, False),  # 32-lane chunks and a partial one
+    (5, 12, True),  # one 8-lane chunk, central rows
+    (1, 50, False),  # one system: one lane, which the compiled method casts around
+    (3, 3_000, False),  # long sequences: one lane each
+])
+def test_float32_inputs_solved_in_float64_match_casting_around_the_solve_bit_for_bit(
+    batch, t_len, central
+):
+    inputs = make_problem(batch=(batch,), t_len=t_len, k_len=3, s_len=2, j_len=2, seed=26)
+    u, grads = _float32_solved_in_float64(inputs, central, cast_first=False)
+    want_u, want_grads = _float32_solved_in_float64(inputs, central, cast_first=True)
+    assert u.dtype == torch.float32 and all(g.dtype == torch.float32 for g in grads)
+    assert torch.equal(u, want_u)
+    for name, got, want in zip(INPUT_NAMES, grads, want_grads, strict=True):
+        assert torch.equal(got, want), name
+
+
+def test_a_float32_batch_solved_in_float64_is_never_cast_as_a_whole():
+    # The lane kernels convert while they gather and scatter; a torch cast of an (N, ...)
+    # array would be one more pass over memory each way (10 of them a training step).
+    inputs = make_problem(batch=(64,), t_len=20, k_len=3, s_len=2, j_len=2, seed=27)
+    leaves = [x.float().requires_grad_() for x in inputs]
+    with torch.profiler.profile(record_shapes=True) as prof:
+        u = ode_forward(*leaves, method="compiled", solve_dtype=torch.float64)
+        u.backward(torch.ones_like(u))
+    casts = [e.input_shapes[0] for e in prof.events()
+             if e.name == "aten::_to_copy" and e.input_shapes and len(e.input_shapes[0]) > 1]
+    assert u.dtype == torch.float32 and leaves[0].grad.dtype == torch.float32
+    assert casts == []

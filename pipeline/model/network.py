@@ -167,7 +167,7 @@ class MechanisticIdentifier(nn.Module):
             rhs[:, :, None],  # (B, T, E=1)
             init[:, :, None, :],  # (B, S, D=1, J)
             steps,  # (B, T-1)
-        )[:, :, 0, :]  # (B, T, K)
+        ).squeeze(2)  # (B, T, K); a squeeze's backward is a view, a select's fills zeros
         return ModelOutput(
             forecast=u[:, self.s_len :, 0] + level.to(u.dtype),
             latent=latent,

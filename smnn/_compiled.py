@@ -151,8 +151,8 @@ def _empty(*shapes, dtype) -> list[np.ndarray]:
 
 
 class _CompiledSolve(torch.autograd.Function):
-    """u = argmin ‖W(A(c, h) u − y(r, v))‖² for canonical CPU inputs, solved in the dtype
-    of `tag`'s work (`_work_dtype`); u: (N, T, D, K) in the inputs' dtype."""
+    """u = argmin ‖W(A(c, h) u − y(r, v))‖² for canonical CPU inputs, solved in `work`
+    (`solve`'s solve_dtype); u: (N, T, D, K) in the inputs' dtype. tag: `_tag`'s."""
 
     @staticmethod
     def forward(ctx, coefficients, rhs, init_vars, steps, like: Problem, central: bool, tag,

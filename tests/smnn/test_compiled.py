@@ -226,31 +226,32 @@ def test_the_kernels_thread_count_is_set_apart_from_torch_and_restorable(monkeyp
         torch.set_num_threads(torch_before)
 
 
-def _float32_solved_in_float64(inputs, central, cast_first):
-    """u and the four gradients of float32 inputs solved in float64: by the compiled
-    method itself, or (`cast_first`) with torch casting the inputs up and u back down."""
-    leaves = [x.float().requires_grad_() for x in inputs]
+def _solved_in(inputs, dtype, work, central, cast_first):
+    """u and the four gradients of inputs in `dtype` solved in `work`: by the compiled
+    method itself, or (`cast_first`) with torch casting the inputs to `work` and u back."""
+    leaves = [x.to(dtype).requires_grad_() for x in inputs]
     if cast_first:
-        u = _compiled.solve(canonicalise(*[x.double() for x in leaves]), central).float()
+        u = _compiled.solve(canonicalise(*[x.to(work) for x in leaves]), central).to(dtype)
     else:
-        u = _compiled.solve(canonicalise(*leaves), central, torch.float64)
+        u = _compiled.solve(canonicalise(*leaves), central, work)
     g = torch.randn(u.shape, generator=torch.Generator().manual_seed(7), dtype=u.dtype)
     return u, torch.autograd.grad(u, leaves, g)
 
 
-@pytest.mark.parametrize("batch, t_len, central", [
-    (40, 30, False),  # 32-lane chunks and a partial one
-    (5, 12, True),  # one 8-lane chunk, central rows
-    (1, 50, False),  # one system: one lane, which the compiled method casts around
-    (3, 3_000, False),  # long sequences: one lane each
+@pytest.mark.parametrize("batch, t_len, central, dtype, work", [
+    (40, 30, False, torch.float32, torch.float64),  # 32-lane chunks and a partial one
+    (5, 12, True, torch.float32, torch.float64),  # one 8-lane chunk, central rows
+    (1, 50, False, torch.float32, torch.float64),  # one system: one lane, cast around
+    (3, 3_000, False, torch.float32, torch.float64),  # long sequences: one lane each
+    (40, 30, False, torch.float64, torch.float32),  # a float32 solve of float64 inputs
 ])
-def test_float32_inputs_solved_in_float64_match_casting_around_the_solve_bit_for_bit(
-    batch, t_len, central
+def test_inputs_solved_in_another_dtype_match_casting_around_the_solve_bit_for_bit(
+    batch, t_len, central, dtype, work
 ):
     inputs = make_problem(batch=(batch,), t_len=t_len, k_len=3, s_len=2, j_len=2, seed=26)
-    u, grads = _float32_solved_in_float64(inputs, central, cast_first=False)
-    want_u, want_grads = _float32_solved_in_float64(inputs, central, cast_first=True)
-    assert u.dtype == torch.float32 and all(g.dtype == torch.float32 for g in grads)
+    u, grads = _solved_in(inputs, dtype, work, central, cast_first=False)
+    want_u, want_grads = _solved_in(inputs, dtype, work, central, cast_first=True)
+    assert u.dtype == dtype and all(g.dtype == dtype for g in grads)
     assert torch.equal(u, want_u)
     for name, got, want in zip(INPUT_NAMES, grads, want_grads, strict=True):
         assert torch.equal(got, want), name

@@ -627,7 +627,7 @@ def backward(
     c, r, v, h, x, g, consts, order_gram, weights, shape, central, kept, grads, tag, lo, hi
 ):
     """λ = M⁻¹g and the input gradients for systems lo..hi-1; arguments as `forward`
-(g and grads in the inputs' dtype; x's for one-lane chunks).
+    (g and grads in the inputs' dtype; in x's for one-lane chunks).
 
     The factor is read from `kept` when forward kept it, else computed again.
     grads: (N, T·E·b), (N, T·E), (N, S·D·J), (N, T-1), written.

@@ -1,14 +1,15 @@
 """Speed and memory of the S-MNN solver: every registered method against the dense solve.
 
-    python benchmarks/solver.py [--repeats 5] [--cases T100,T1000,T10000,T100000,sst]
+    python benchmarks/solver.py [--repeats 5] [--cases T100,T1000,T10000,T100000,sst,train32]
                                 [--methods compiled,sequential,parallel,dense] [--threads N]
                                 [--sweep B64,B512,B2048,B1_T10000,...] [--published DIR]
                                 [--before DIR]
 
 For each case (B=1, D=1, K=3, E=1, S=1, J=2 at T = 100 ... 100,000, and the Mechanistic
-Identifier's shape B=12,960, T=208, S=10, J=2) and each column (the methods in
+Identifier's shape B=12,960, T=208, S=10, J=2, and a default-config training batch B=512,
+T=54, S=6 in float32, solved in float64 as the model does) and each column (the methods in
 `smnn.METHODS`, then `dense` = `smnn.reference.ode_forward_dense`, the original MNN's
-O(T³) solve, only where its (3T)² matrix fits), a fresh subprocess builds float64 inputs,
+O(T³) solve, only where its (3T)² matrix fits), a fresh subprocess builds the inputs,
 runs one warm-up (none for the sequential method at T = 100,000) and `repeats` timed passes
 (u.backward(cotangent), a random cotangent: gradients of all four inputs, without a loss
 whose u-sized temporaries would be timed too) and reports the median wall time (and
@@ -44,7 +45,11 @@ CASES = {
     "T10000": (1, 10_000, 1),
     "T100000": (1, 100_000, 1),
     "sst": (12_960, 208, 10),
+    "train32": (512, 54, 6),  # a default-config training batch, see INPUT_DTYPES
 }
+# train32 as the model calls the solve: float32 inputs solved in float64 (`solve_dtype`
+# None); every other case is float64.
+INPUT_DTYPES = {"train32": "float32"}
 # Sweep for the auto crossover, name: (B, T, S): batches at the SST length, and few long
 # sequences, where the CPU choice changes.
 SWEEP = {f"B{b}": (b, 208, 10) for b in (64, 512, 2_048)} | {
@@ -58,13 +63,13 @@ sys.path.insert(0, sys.argv[1])
 import torch
 import smnn
 from smnn.reference import ode_forward_dense
-batch, t_len, s_len, method, repeats, threads, warmup, published = sys.argv[2:10]
+batch, t_len, s_len, method, repeats, threads, warmup, published, dtype = sys.argv[2:11]
 batch, t_len, s_len, repeats, threads, warmup = map(
     int, (batch, t_len, s_len, repeats, threads, warmup))
 if threads > 0:
     torch.set_num_threads(threads)
 g = torch.Generator().manual_seed(0)
-opts = dict(dtype=torch.float64)
+opts = dict(dtype=getattr(torch, dtype))
 coefficients = torch.randn(batch, t_len, 1, 1, 3, generator=g, **opts)
 coefficients[..., 0] += 1.5
 rhs = torch.randn(batch, t_len, 1, generator=g, **opts)
@@ -101,10 +106,10 @@ print(json.dumps(dict(median_s=statistics.median(times), min_s=min(times),
 """
 
 
-def traffic_bytes(batch: int, t_len: int, s_len: int, itemsize: int = 8) -> int:
+def traffic_bytes(batch: int, t_len: int, s_len: int, itemsize: int) -> int:
     """Bytes a forward+backward must move at D=1, K=3, E=1, J=2: read the inputs
     (coefficients T·E·b, rhs T·E, init_vars S·D·J, steps T-1) and the output gradient
-    (T·b), write u (T·b) and the input gradients (as the inputs)."""
+    (T·b), write u (T·b) and the input gradients (as the inputs); itemsize of the inputs."""
     b = 3
     inputs = t_len * b + t_len + s_len * 2 + (t_len - 1)
     return batch * itemsize * (2 * inputs + 2 * t_len * b)
@@ -156,7 +161,8 @@ def run_case(
     # The torch sequential method's minute-long pass at T = 100,000 is its own warm-up.
     slow = method in ("sequential", "published")
     warmup = 0 if t_len > 10_000 and slow else 1
-    args = [code, batch, t_len, s_len, method, repeats, threads, warmup, published]
+    dtype = INPUT_DTYPES.get(case, "float64")
+    args = [code, batch, t_len, s_len, method, repeats, threads, warmup, published, dtype]
     args = [str(a) for a in args]
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, *args], capture_output=True, text=True, check=False
@@ -207,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
 
-    print("\nforward+backward, float64: median wall / CPU seconds (peak MB above baseline)")
+    print("\nforward+backward, float64 (train32: float32 inputs solved in float64): median "
+          "wall / CPU seconds (peak MB above baseline)")
     refs = [m for m in ("dense", "published") if m in methods]
     ours = [m for m in methods if m not in refs and "@" not in m]
     ratios = [(m, ref) for ref in refs for m in ours]
@@ -227,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(
                 "—" if r is None or base is None else f"{base['median_s'] / r['median_s']:.1f}x"
             )
-        bound = traffic_bytes(*CASES[case]) / rate
+        itemsize = 4 if INPUT_DTYPES.get(case) == "float32" else 8
+        bound = traffic_bytes(*CASES[case], itemsize) / rate
         fastest = min(
             (results[case, m]["median_s"] for m in ours if (case, m) in results), default=None,
         )

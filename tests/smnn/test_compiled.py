@@ -6,6 +6,7 @@ test_smnn_gradcheck.py); here are the parts of its own machinery that those smal
 do not reach.
 """
 
+import numpy as np
 import pytest
 import torch
 
@@ -46,6 +47,41 @@ def two_threads():
     torch.set_num_threads(2)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("lanes", [8, 32])
+@pytest.mark.parametrize("features", [20, 64, 67, 130])  # plain loops, whole tiles, tails
+@pytest.mark.parametrize("systems", [32, 13, 1])  # a full chunk, a partial one, one system
+@pytest.mark.parametrize("src_dtype, dst_dtype", [
+    (np.float64, np.float64), (np.float32, np.float64), (np.float64, np.float32),
+])
+def test_gather_and_scatter_move_every_entry_of_a_chunk(
+    lanes, features, systems, src_dtype, dst_dtype
+):
+    nw = min(systems, lanes)
+    rng = np.random.default_rng(features + lanes + nw)
+    rows = rng.standard_normal((50, features)).astype(src_dtype)
+    n0 = 7  # a chunk that starts inside the array
+    chunk = np.full((features, lanes), np.nan, dtype=dst_dtype)
+    buf = np.full(lanes * features, np.nan, dtype=src_dtype)
+    _kernels._gather(rows, n0, nw, chunk, buf)
+    want = rows[[n0 + min(w, nw - 1) for w in range(lanes)]].T  # the last system repeated
+    assert np.array_equal(chunk, want.astype(dst_dtype))
+
+    out = np.full((50, features), np.nan, dtype=src_dtype)
+    _kernels._scatter(chunk, n0, nw, out)
+    assert np.array_equal(out[n0:n0 + nw], chunk[:, :nw].T.astype(src_dtype))
+    untouched = np.ones(50, dtype=bool)
+    untouched[n0:n0 + nw] = False
+    assert np.isnan(out[untouched]).all()  # only the chunk's own rows are written
+
+
+@pytest.mark.parametrize("central", [False, True], ids=["default", "central"])
+def test_chunks_transposed_in_tiles_match_the_dense_solve(central, two_threads):
+    # T = 30: 90 features per system in coefficients, x and g (tiles and a tail of 2),
+    # 30 in rhs and steps (the plain loops); 45 systems: 22 and 23 per thread.
+    inputs = make_problem(batch=(45,), t_len=30, k_len=3, s_len=2, j_len=2, seed=28)
+    assert_matches_dense(inputs, central)
 
 
 @pytest.mark.parametrize("central", [False, True], ids=["default", "central"])

@@ -38,6 +38,12 @@ from numba.extending import overload
 # error_model="numpy": a division by zero gives inf/NaN as in numpy (the pivot test below
 # reports it), instead of raising ZeroDivisionError from inside a kernel.
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
+# The helpers called once per step of a chunk are inlined into their caller by numba: a call
+# between njit functions passes every array as a struct and counts its references, per
+# step and helper (`benchmarks/kernels_ab.py`, 41 pairs: fwd+bwd x1.14 at the SST shape,
+# x1.06 at a training batch; inlining the per-chunk helpers as well gained nothing there
+# and doubled the compile time).
+_STEP = dict(_JIT, inline="always")
 
 _U = np.uint64  # an unsigned index: numba skips the negative-index wrap-around for it
 
@@ -87,7 +93,7 @@ def _ipow(x, e):
     return out if e >= 0 else 1.0 / out
 
 
-@njit(**_JIT)
+@njit(**_STEP)
 def _assemble_row(tag, t, ct, ht, consts, weights, shape, central, a, flat):
     """a[j, cc, w] = M[t·b + j, (t − nb)·b + cc] of lane w: the lower part of block-row t.
     flat = (ct, ht, a, consts) as flat views, made once by the caller: a reshape in numba is a call
@@ -153,7 +159,7 @@ def _assemble_row(tag, t, ct, ht, consts, weights, shape, central, a, flat):
     _assemble_extra(lanes, t, ht, weights, shape, central, a)
 
 
-@njit(**_JIT)
+@njit(**_STEP)
 def _assemble_extra(lanes, t, ht, weights, shape, central, a):
     """The initial-value and central rows of block-row t, added to `_assemble_row`'s a."""
     nw = len(lanes)
@@ -222,7 +228,7 @@ def _factor(tag, ct, ht, consts, weights, shape, central, low, inv, scratch, y):
         _pivot_test(t, fixed, dims, flat_a, flat_inv, weights[3], pivots)
 
 
-@njit(**_JIT)
+@njit(**_STEP)
 def _pivot_test(t, fixed, dims, a, inv, rtol, pivots):
     """pivots[w] becomes NaN unless every pivot d_i of block-row t exceeds rtol·M_ii
     (a NaN pivot fails): apart from `_factor_step` (see there), flat arrays as there, and
@@ -251,7 +257,7 @@ def _row_start(t, j, b, nb):
     return t * packed_step(b, nb) + j * nb * b + j * (j - 1) // 2
 
 
-@njit(**_JIT)
+@njit(**_STEP)
 def _factor_step(t, fixed, dims, a, low, inv):
     """Block-row t of the factor M = L D Lᵀ (L unit lower, no square roots) from the
     assembled rows a, all arrays flat (C order of a (b, W, L), low (P·steps, L) packed as
@@ -294,7 +300,7 @@ def _factor_step(t, fixed, dims, a, low, inv):
             inv[_U(i * n_lanes + w)] = 1.0 / pivot  # inf for a zero pivot
 
 
-@njit(**_JIT)
+@njit(**_STEP)
 def _forward_step(t, fixed, dims, low, y):
     """Block-row t of L z = y (L unit lower, `_factor_step`), flat arrays as there: one lane
     loop, flat unsigned indices."""

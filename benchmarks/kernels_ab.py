@@ -29,8 +29,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-CASES = {"sst": (12_960, 208, 10), "train32": (512, 54, 6)}  # (B, T, S)
+from solver import CASES as SOLVER_CASES  # noqa: E402  (B, T, S) per case name
+
+CASES = {name: SOLVER_CASES[name] for name in ("sst", "train32")}
 
 
 def load_kernels(checkout: Path):

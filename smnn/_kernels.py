@@ -436,13 +436,14 @@ def _scatter(src, n0, nw, dst):
 
 
 @njit(**_JIT)
-def _gather_buffer(lanes, like, *rows):
-    """`_gather`'s scratch for a chunk of `lanes` systems, like's dtype, big enough for the
-    widest of `rows` (arrays (N, features)); none for one lane, whose rows are views."""
+def _gather_buffer(lanes, *rows):
+    """`_gather`'s scratch for a chunk of `lanes` systems, big enough for the widest of
+    `rows` (arrays (N, features) of one dtype, the buffer's); none for one lane, whose rows
+    are views."""
     widest = 0
     for a in rows:
         widest = max(widest, a.shape[1])
-    return np.empty(lanes * widest if lanes > 1 else 0, dtype=like.dtype)
+    return np.empty(lanes * widest if lanes > 1 else 0, dtype=rows[0].dtype)
 
 
 @njit(**_JIT)
@@ -559,7 +560,7 @@ def forward(c, r, v, h, consts, weights, shape, central, x, u, failed, kept, tag
     ct, rt, vt, ht = _lanes(shape, lanes, dt)
     low, inv, scratch = _factor_work(shape, nb, lanes, x, kept)
     y = np.zeros((pad + t_len * b, lanes), dtype=dt)
-    buf = _gather_buffer(lanes, c, c, r, v, h)
+    buf = _gather_buffer(lanes, c, r, v, h)
     sub = shape[2:]
     for n0 in range(lo, hi, lanes):
         nw = min(lanes, hi - n0)
@@ -710,8 +711,8 @@ def backward(
     xt = np.empty((t_len * b, lanes if lanes > 1 else 0), dtype=dt)
     lp = np.zeros((pad + t_len * b, lanes), dtype=dt)  # λ, padded rows as low
     lt = lp[pad:]
-    buf = _gather_buffer(lanes, c, c, r, v, h, g)
-    work_buf = _gather_buffer(lanes, x, x, kept[0], kept[1])
+    buf = _gather_buffer(lanes, c, r, v, h, g)
+    work_buf = _gather_buffer(lanes, x, kept[0], kept[1])
     sub = shape[2:]
     for n0 in range(lo, hi, lanes):
         nw = min(lanes, hi - n0)

@@ -19,6 +19,7 @@ path, e159394).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import statistics
 import sys
@@ -43,8 +44,13 @@ def load_kernels(checkout: Path):
     if not path.is_file():
         raise SystemExit(
             f"--before: expected a checkout with smnn/_kernels.py, received {checkout}")
-    spec = importlib.util.spec_from_file_location(f"kernels_{abs(hash(str(path)))}", path)
+    # A name fixed by the path, and the module in sys.modules: numba's cache refers to a
+    # function's module by name, and a second run that loads the cached kernels of a
+    # module it cannot import fails ("No module named '<dynamic>'").
+    name = "kernels_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 

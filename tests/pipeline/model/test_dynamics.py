@@ -49,6 +49,35 @@ def test_with_constant_coefficients_the_solve_is_the_lim_forecast():
     np.testing.assert_allclose(out, lim, atol=0.03)
 
 
+def test_solving_once_per_season_gives_each_issues_trajectory_and_gradients():
+    rng = np.random.default_rng(2)
+    model = ModeDynamics(2, 12, harmonics=1, generator=GENERATOR / 4)
+    with torch.no_grad():  # a seasonal cycle and a forcing, so that both must be carried
+        model.seasonal.copy_(torch.from_numpy(0.05 * rng.standard_normal((2, 2, 2))))
+        model.forcing.copy_(torch.from_numpy(0.3 * rng.standard_normal((3, 2))))
+    a0 = torch.from_numpy(rng.standard_normal((30, 2)))
+    season0 = torch.from_numpy(rng.choice([0, 4, 7], 30))
+    solved = []
+    model.ode.register_forward_pre_hook(lambda _, inputs: solved.append(len(inputs[0])))
+    weights = torch.from_numpy(rng.standard_normal((30, 6, 2)))
+
+    def run(forecast):
+        model.zero_grad()
+        out = forecast()
+        (out * weights).sum().backward()
+        return out.detach(), [p.grad.clone() for p in model.parameters()]
+
+    per_issue, per_issue_grads = run(
+        lambda: model._trajectories(a0, season0, torch.ones(30, dtype=torch.float64), 6))
+    grouped, grouped_grads = run(lambda: model(a0, season0, 6))
+    assert solved == [30, 3 * 3]  # 3 seasons x (the forcing + 2 unit initial states)
+    np.testing.assert_allclose(grouped, per_issue, rtol=1e-10, atol=1e-12)
+    for got, want in zip(grouped_grads, per_issue_grads, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    model(a0[:4], season0[:4], 6)  # 4 issues: fewer solves one by one
+    assert solved[-1] == 4
+
+
 def test_training_learns_a_seasonal_growth_rate_the_lim_cannot_hold():
     def generator_at(t):  # damping that follows the season: strong in one half-year
         return GENERATOR + np.eye(2) * 0.3 * np.sin(2 * np.pi * (t % 12) / 12)

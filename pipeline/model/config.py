@@ -127,8 +127,9 @@ class TrainConfig(_Frozen):
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     network_threads: int | None = Field(
         1, ge=1, description="torch threads while training (None: leave torch's setting); "
-        "the default model's small matmuls gain nothing from more (2 cores: 23.5 ms a step "
-        "with 1 or 2), which leaves the other cores to the solve and the batch reader"
+        "the default model's small matmuls gain nothing from more (2 cores, both counts "
+        "alternately in one process: 1.00-1.10x a step with 2), and torch's idle OpenMP "
+        "threads spin ~9 ms after each op on the cores the solve and the batch reader use"
     )
     solver_threads: int | None = Field(
         None, ge=1, description="threads of the compiled S-MNN solve while training (None: "

@@ -63,10 +63,12 @@ def get_num_threads() -> int:
     return torch.get_num_threads() if _threads is None else _threads
 
 
-def _thread_count(n: int, t_len: int) -> int:
-    """Threads for n systems of t_len steps: `get_num_threads()`, at most one per system
-    and per MIN_SYSTEMS_PER_THREAD systems or MIN_STEPS_PER_THREAD system-steps."""
-    worth = max(n // MIN_SYSTEMS_PER_THREAD, n * t_len // MIN_STEPS_PER_THREAD, 1)
+def _thread_count(n: int, t_len: int, shared: int = 1) -> int:
+    """Threads for n matrices of t_len steps, `shared` systems each: `get_num_threads()`,
+    at most one per matrix and per MIN_SYSTEMS_PER_THREAD systems or MIN_STEPS_PER_THREAD
+    system-steps."""
+    systems = n * shared
+    worth = max(systems // MIN_SYSTEMS_PER_THREAD, systems * t_len // MIN_STEPS_PER_THREAD, 1)
     return max(1, min(get_num_threads(), n, worth))
 
 
@@ -108,10 +110,10 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smnn")
 
 
-def _split(kernel, n: int, t_len: int, *args) -> None:
-    """Run kernel(*args, lo, hi) over [0, n) in contiguous chunks, one per thread; the
-    calling thread runs the first chunk."""
-    threads = _thread_count(n, t_len)
+def _split(kernel, n: int, t_len: int, shared: int, *args) -> None:
+    """Run kernel(*args, lo, hi) over matrices [0, n) in contiguous chunks, one per thread;
+    the calling thread runs the first chunk."""
+    threads = _thread_count(n, t_len, shared)
     if threads == 1:
         _run(kernel, *args, lo=0, hi=n)
         return
@@ -126,11 +128,12 @@ def _split(kernel, n: int, t_len: int, *args) -> None:
         job.result()
 
 
-def _tag(shape, central: bool, itemsize: int, n: int) -> tuple:
-    """The kernels' `tag` argument (fixed, lanes, dims), see `_kernels.forward`."""
+def _tag(shape, central: bool, itemsize: int, n: int, shared: int = 1) -> tuple:
+    """The kernels' `tag` argument (fixed, lanes, dims), see `_kernels.forward`, for n
+    matrices of `shared` systems each."""
     from smnn import _kernels
 
-    threads = _thread_count(n, shape[0])
+    threads = _thread_count(n, shape[0], shared)
     per_thread = -(-n // threads)
     lanes = _kernels.lane_count(shape, 2 if central else 1, itemsize, per_thread)
     fixed = (0,) * lanes
@@ -159,7 +162,8 @@ class _CompiledSolve(torch.autograd.Function):
                 work: torch.dtype):
         from smnn import _kernels
 
-        n, t_len, e_len, d_len, k_len = coefficients.shape
+        n, t_len, e_len, d_len, k_len = coefficients.shape  # n matrices
+        n_all = rhs.shape[0]  # right-hand sides, n_all / n per matrix (`Problem.shared`)
         shape = (t_len, e_len, d_len, k_len, like.s_len, like.j_len)
         consts, order_gram = _constants(k_len, central, work, like.weight_smooth**2)
         rtol = pivot_tolerance(work, d_len * k_len, 2 if central else 1)
@@ -177,23 +181,23 @@ class _CompiledSolve(torch.autograd.Function):
         # x in the work dtype, for the backward pass; u, the result, in the inputs' (the
         # kernel writes both as it goes: no cast afterwards), or x itself.
         mixed = inputs[0].dtype != consts.dtype
-        (x,) = _empty((n, t_len * b), dtype=consts.dtype)
-        (u,) = _empty((n if mixed else 0, t_len * b), dtype=inputs[0].dtype)
+        (x,) = _empty((n_all, t_len * b), dtype=consts.dtype)
+        (u,) = _empty((n_all if mixed else 0, t_len * b), dtype=inputs[0].dtype)
         kept = [  # zeros: the padding rows must be
             np.zeros(size, dtype=consts.dtype)
             for size in ((kept_rows, packed), (kept_rows, rows))
         ]
         failed = np.zeros(n, dtype=np.bool_)
         _split(
-            _kernels.forward, n, t_len, *inputs, consts, weights, shape, central, x, u,
+            _kernels.forward, n, t_len, n_all // n, *inputs, consts, weights, shape, central, x, u,
             failed, tuple(kept), tag,
         )
-        if failed.any():
-            raise not_positive_definite(int(np.flatnonzero(failed)[0]))
-        solution = torch.from_numpy(x).view(n, t_len, d_len, k_len)
+        if failed.any():  # the first system of the batch with that matrix
+            raise not_positive_definite(int(np.flatnonzero(failed)[0]) * (n_all // n))
+        solution = torch.from_numpy(x).view(n_all, t_len, d_len, k_len)
         ctx.args = (consts, order_gram, weights, shape, central, tuple(kept), tag)
         ctx.save_for_backward(coefficients, rhs, init_vars, steps, solution)
-        return torch.from_numpy(u).view(n, t_len, d_len, k_len) if mixed else solution
+        return torch.from_numpy(u).view(n_all, t_len, d_len, k_len) if mixed else solution
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -205,7 +209,8 @@ class _CompiledSolve(torch.autograd.Function):
         arrays = _flat(*inputs, x, grad_u.to(inputs[0].dtype))
         grads = _empty(*(a.shape for a in arrays[:4]), dtype=arrays[0].dtype)
         args = (consts, order_gram, weights, shape, central, kept, tuple(grads), tag)
-        _split(_kernels.backward, x.shape[0], shape[0], *arrays, *args)
+        n = inputs[0].shape[0]
+        _split(_kernels.backward, n, shape[0], x.shape[0] // n, *arrays, *args)
         needs = ctx.needs_input_grad[:4]
         out = [
             torch.from_numpy(grad).view(t.shape) if need else None
@@ -241,13 +246,27 @@ def solve(p: Problem, central: bool, solve_dtype: torch.dtype | None = None) -> 
         )
     work = solve_dtype or p.coefficients.dtype
     shape = (p.t_len, p.e_len, p.d_len, p.k_len, p.s_len, p.j_len)
-    tag = _tag(shape, central, work.itemsize, p.coefficients.shape[0])
+    tag = _tag(shape, central, work.itemsize, p.coefficients.shape[0], p.shared)
+    if p.shared > 1 and len(tag[0]) != len(_tag(shape, central, work.itemsize, len(p.rhs))[0]):
+        # Factorising each matrix once pays unless it would take the systems out of SIMD
+        # lanes (a few matrices with many small systems each: they run as lane chunks).
+        p = p.unshared()
+        tag = _tag(shape, central, work.itemsize, len(p.rhs))
     if len(tag[0]) == 1 and p.coefficients.dtype != work:
         # One-lane chunks work on their rows in place, in the work dtype: cast around them.
         return solve(p.to(work), central).to(p.coefficients.dtype)
-    return _CompiledSolve.apply(
-        p.coefficients, p.rhs, p.init_vars, p.steps, p, bool(central), tag, work
-    )
+    rhs, init_vars = (_by_rhs(x, p.shared) for x in (p.rhs, p.init_vars))
+    u = _CompiledSolve.apply(p.coefficients, rhs, init_vars, p.steps, p, bool(central), tag, work)
+    return _by_rhs(u, len(u) // p.shared) if p.shared > 1 else u
+
+
+def _by_rhs(x: torch.Tensor, shared: int) -> torch.Tensor:
+    """(N·R, ...) with system n's right-hand side q at row n·R + q (R = shared) ->
+    right-hand side q of every system together, row q·N + n: the kernels' order (a copy,
+    differentiable; itself the inverse with R and N swapped)."""
+    if shared == 1:
+        return x
+    return x.unflatten(0, (-1, shared)).transpose(0, 1).flatten(0, 1)
 
 
 def warm_up(

@@ -475,6 +475,25 @@ def _rows(c, r, v, h, n, shape, like):
     )
 
 
+@njit(**_JIT)
+def _rhs_rows(r, v, m, shape, like):
+    """Row m of flattened rhs and init_vars as one-lane chunk arrays (`_rows`), for the
+    further right-hand sides of a shared matrix."""
+    t_len, e_len, d_len, k_len, s_len, j_len = shape
+    return (
+        _in_dtype_of(r[m], like).reshape((t_len, e_len, 1)),
+        _in_dtype_of(v[m], like).reshape((s_len, d_len, j_len, 1)),
+    )
+
+
+@njit(**_JIT)
+def _add_into(dst, src):
+    """dst += src, same-shape contiguous arrays."""
+    fd, fs = dst.reshape(dst.size), src.reshape(src.size)
+    for i in range(fd.size):
+        fd[_U(i)] += fs[_U(i)]
+
+
 def lane_count(shape, nb, itemsize, n):
     """Systems per chunk for n systems: one for one system or for long sequences (more
     than LANE_SYSTEM_BYTES of factor each), else CHUNK, or 8 for up to 8 systems. The
@@ -541,11 +560,13 @@ def forward(c, r, v, h, consts, weights, shape, central, x, u, failed, kept, tag
     u: x again in the inputs' dtype, or an array with no rows when x serves (written only
     by lane chunks: one-lane chunks need the inputs in x's dtype).
 
-    Inputs flattened per system: c (N, T·E·b), r (N, T·E), v (N, S·D·J), h (N, T-1);
-    shape = (T, E, D, K, S, J). kept: (low (N, (nb + T)·P), inv (N, (nb + T)·b)) to keep
-    each system's factor (packed and padded, `_factor`) for the backward pass, or arrays
-    with no rows to keep nothing. tag = (fixed, lanes, dims), each of the length of the
-    lanes per chunk L (`lane_count`): fixed a tuple (L a compile-time constant, for the
+    Inputs flattened per system: c (N, T·E·b), r (N, T·E), v (N, S·D·J), h (N, T-1); r and v
+    may hold R right-hand sides per matrix, (R·N, ...) with right-hand side q of system n at
+    row q·N + n: each matrix is factorised once and solved for all R (x and u (R·N, T·b)
+    alike); shape = (T, E, D, K, S, J). kept: (low (N, (nb + T)·P), inv (N, (nb + T)·b)) to
+    keep each system's factor (packed and padded, `_factor`) for the backward pass, or
+    arrays with no rows to keep nothing. tag = (fixed, lanes, dims), each of the length of
+    the lanes per chunk L (`lane_count`): fixed a tuple (L a compile-time constant, for the
     factor and the substitution, `_factor_step`), lanes the same tuple for L = 1, else an
     array (the other helpers' loops over a run-time L measured faster: LLVM unrolls fixed
     ones fully and then cannot vectorise them); dims = (b, nb and K zeros): b, nb and K
@@ -562,6 +583,7 @@ def forward(c, r, v, h, consts, weights, shape, central, x, u, failed, kept, tag
     y = np.zeros((pad + t_len * b, lanes), dtype=dt)
     buf = _gather_buffer(lanes, c, r, v, h)
     sub = shape[2:]
+    n_sys = c.shape[0]
     for n0 in range(lo, hi, lanes):
         nw = min(lanes, hi - n0)
         if lanes == 1:
@@ -572,9 +594,19 @@ def forward(c, r, v, h, consts, weights, shape, central, x, u, failed, kept, tag
         _right_hand_side(tl, ct, rt, vt, weights, sub, y[pad:])
         _factor(tag, ct, ht, consts, weights, sub, central, low_at, inv_at, scratch, y)
         _back_substitute(low_at, inv_at, y, fixed, dims)
-        _scatter(y[pad:], n0, nw, x)
-        if u.shape[0]:
-            _scatter(y[pad:], n0, nw, u)
+        for q in range(r.shape[0] // n_sys):  # every right-hand side, the first solved above
+            m0 = q * n_sys + n0
+            if q:
+                if lanes == 1:
+                    rt, vt = _rhs_rows(r, v, m0, shape, x)
+                else:
+                    _gather(r, m0, nw, _flat(rt), buf)
+                    _gather(v, m0, nw, _flat(vt), buf)
+                _right_hand_side(tl, ct, rt, vt, weights, sub, y[pad:])
+                _substitute(low_at, inv_at, y, fixed, dims)
+            _scatter(y[pad:], m0, nw, x)
+            if u.shape[0]:
+                _scatter(y[pad:], m0, nw, u)
         if kept[0].shape[0] and lanes > 1:
             _scatter(_flat(low), n0, nw, kept[0])
             _scatter(inv, n0, nw, kept[1])
@@ -697,7 +729,9 @@ def backward(
     (g and grads in the inputs' dtype; in x's for one-lane chunks).
 
     The factor is read from `kept` when forward kept it, else computed again.
-    grads: (N, T·E·b), (N, T·E), (N, S·D·J), (N, T-1), written.
+    grads: (N, T·E·b), (N, T·E), (N, S·D·J), (N, T-1), written; with R right-hand sides
+    per matrix (see `forward`) x, g and the rhs and init_vars gradients have R·N rows, and
+    the coefficient and step gradients sum over the R.
     """
     t_len, d_len, k_len = shape[0], shape[2], shape[3]
     b, nb = d_len * k_len, 2 if central else 1
@@ -714,6 +748,12 @@ def backward(
     buf = _gather_buffer(lanes, c, r, v, h, g)
     work_buf = _gather_buffer(lanes, x, kept[0], kept[1])
     sub = shape[2:]
+    n_sys = c.shape[0]
+    n_rhs = r.shape[0] // n_sys
+    # the further right-hand sides' coefficient and step gradients, added to the first's
+    more = min(n_rhs - 1, 1)
+    sc = np.empty((t_len * more, shape[1], b, lanes), dtype=dt)
+    sh = np.empty((max(t_len - 1, 1) * more, lanes), dtype=dt)
     for n0 in range(lo, hi, lanes):
         nw = min(lanes, hi - n0)
         if lanes == 1:  # views (`_rows`); the gradients are written in place
@@ -735,7 +775,27 @@ def backward(
             _substitute(low_at, inv_at, lp, fixed, dims)
         _gradients(tag, ct, rt, ht, xt, lt, order_gram, weights, sub, central, (gc, gr, gv, gh))
         if lanes > 1:
-            _scatter(_flat(gc), n0, nw, grads[0])
             _scatter(_flat(gr), n0, nw, grads[1])
             _scatter(_flat(gv), n0, nw, grads[2])
+        for q in range(1, n_rhs):
+            m0 = q * n_sys + n0
+            if lanes == 1:
+                rt, vt = _rhs_rows(r, v, m0, shape, x)
+                gr, gv = _rhs_rows(grads[1], grads[2], m0, shape, x)
+                xt = x[m0].reshape((t_len * b, 1))
+            else:
+                _gather(r, m0, nw, _flat(rt), buf)
+                _gather(v, m0, nw, _flat(vt), buf)
+                _gather(x, m0, nw, xt, work_buf)
+            _gather(g, m0, nw, lt, buf)
+            _substitute(low_at, inv_at, lp, fixed, dims)
+            _gradients(tag, ct, rt, ht, xt, lt, order_gram, weights, sub, central,
+                       (sc, gr, gv, sh))
+            _add_into(gc, sc)
+            _add_into(gh, sh)
+            if lanes > 1:
+                _scatter(_flat(gr), m0, nw, grads[1])
+                _scatter(_flat(gv), m0, nw, grads[2])
+        if lanes > 1:
+            _scatter(_flat(gc), n0, nw, grads[0])
             _scatter(gh, n0, nw, grads[3])

@@ -44,7 +44,9 @@ def ode_forward(
     Returns:
         u: (..., T, D, K), u[..., t, d, k] the k-th derivative of state d at step t; the
         leading dims are the broadcast of the inputs' leading dims. Differentiable in all four
-        inputs (implicit backward reusing the factorisation).
+        inputs (implicit backward reusing the factorisation). Systems whose coefficients
+        and steps broadcast along trailing batch dims (size 1 there: several right-hand
+        sides or initial states of one ODE) share a matrix; "compiled" factorises it once.
 
     Raises:
         TypeError/ValueError for malformed input; SolveError (a ValueError) for non-finite

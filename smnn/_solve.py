@@ -39,6 +39,10 @@ def choose_method(method: str, n: int, t_len: int, b: int, device: torch.device)
     return method
 
 
+# Methods that take a `Problem` whose systems share matrices (`Problem.shared`) as it is.
+SHARED_MATRICES = {"compiled"}
+
+
 # "auto", measured (benchmarks/README.md, "auto crossover"): forward+backward, float64,
 # D=1, K=3, 2 threads, medians (`benchmarks/solver.py`). On CPU the compiled kernel wins at
 # every measured shape: batches in SIMD lanes (SST shape 0.17 s vs 1.8 s), long sequences
@@ -123,8 +127,9 @@ def solve(p: Problem, central: bool, method: str, solve_dtype: torch.dtype) -> t
 
     An empty batch (N = 0) gives an empty u for every method, without running one.
     """
-    n, t_len, _, d_len, k_len = p.coefficients.shape
+    n, t_len, _, d_len, k_len = p.rhs.shape[0], *p.coefficients.shape[1:]
     name = choose_method(method, n, t_len, d_len * k_len, p.coefficients.device)
     if n == 0:
-        return _empty_solution(p)
-    return METHODS[name](p, central, solve_dtype)
+        return _empty_solution(p.unshared())
+    # Only the compiled kernels factorise a matrix once for the systems that share it.
+    return METHODS[name](p if name in SHARED_MATRICES else p.unshared(), central, solve_dtype)

@@ -53,8 +53,11 @@ def not_positive_definite(index: int) -> SolveError:
 class Problem:
     """Canonical inputs: batch flattened to N and every step dim at full length.
 
-    coefficients (N, T, E, D, K); rhs (N, T, E); init_vars (N, S, D, J); steps (N, T-1).
-    `batch_shape` is the broadcast of the inputs' leading dims (N = its product).
+    coefficients (N / R, T, E, D, K); rhs (N, T, E); init_vars (N, S, D, J); steps
+    (N / R, T-1). `batch_shape` is the broadcast of the inputs' leading dims (N = its
+    product). R = `shared` systems in a row have one matrix (coefficients and steps
+    broadcast along trailing batch dims: system n has matrix n // R), so a method can
+    factorise it once; `unshared` gives every system its own rows.
     """
 
     coefficients: torch.Tensor
@@ -65,6 +68,7 @@ class Problem:
     weight_equation: float
     weight_init: float
     weight_smooth: float
+    shared: int = 1
 
     @property
     def t_len(self) -> int:
@@ -89,6 +93,17 @@ class Problem:
     @property
     def j_len(self) -> int:
         return self.init_vars.shape[3]
+
+    def unshared(self) -> Problem:
+        """The same problem with coefficients and steps repeated for every system (N rows)."""
+        if self.shared == 1:
+            return self
+        return dataclasses.replace(
+            self,
+            coefficients=self.coefficients.repeat_interleave(self.shared, dim=0),
+            steps=self.steps.repeat_interleave(self.shared, dim=0),
+            shared=1,
+        )
 
     def to(self, dtype: torch.dtype) -> Problem:
         """The same problem with its four tensors in `dtype` (differentiable casts)."""
@@ -231,19 +246,36 @@ def canonicalise(
         torch.promote_types(c.dtype, r.dtype), torch.promote_types(v.dtype, h.dtype)
     )
     n = math.prod(batch_shape)
+    lead = _matrix_dims(batch_shape, batch_dims[0], batch_dims[3]) if n else len(batch_shape)
+    matrices = (*batch_shape[:lead], *(1,) * (len(batch_shape) - lead))
 
-    def flat(x: torch.Tensor, tail: tuple[int, ...]) -> torch.Tensor:
-        if x.dtype == dtype and x.shape == (n, *tail):  # canonical already: no graph nodes
+    def flat(x: torch.Tensor, batch: tuple[int, ...], tail: tuple[int, ...]) -> torch.Tensor:
+        rows = math.prod(batch)
+        if x.dtype == dtype and x.shape == (rows, *tail):  # canonical already: no graph nodes
             return x
-        return x.to(dtype).expand(*batch_shape, *tail).reshape(n, *tail)
+        return x.to(dtype).expand(*batch, *tail).reshape(rows, *tail)
 
     return Problem(
-        coefficients=flat(c, (t_len, e_len, d_len, k_len)),
-        rhs=flat(r, (t_len, e_len)),
-        init_vars=flat(v, (s_len, d_len, j_len)),
-        steps=flat(h, (t_len - 1,)),
+        coefficients=flat(c, matrices, (t_len, e_len, d_len, k_len)),
+        rhs=flat(r, batch_shape, (t_len, e_len)),
+        init_vars=flat(v, batch_shape, (s_len, d_len, j_len)),
+        steps=flat(h, matrices, (t_len - 1,)),
         batch_shape=batch_shape,
         weight_equation=weights[0],
         weight_init=weights[1],
         weight_smooth=weights[2],
+        shared=math.prod(batch_shape[lead:]),
     )
+
+
+def _matrix_dims(batch_shape: tuple[int, ...], *matrix_dims: tuple[int, ...]) -> int:
+    """How many leading dims of `batch_shape` index distinct matrices: the trailing dims
+    along which the coefficients' and steps' batch dims (`matrix_dims`) both broadcast (size
+    1 or absent) are shared, e.g. an ensemble of initial states of one ODE."""
+    lead = len(batch_shape)
+    while lead and all(
+        len(dims) < len(batch_shape) - lead + 1 or dims[lead - len(batch_shape) - 1] == 1
+        for dims in matrix_dims
+    ):
+        lead -= 1
+    return lead

@@ -149,7 +149,7 @@ def ode_forward_dense(
         weight_equation=weight_equation,
         weight_init=weight_init,
         weight_smooth=weight_smooth,
-    )
+    ).unshared()
     a, y, w = dense_system(
         p.coefficients,
         p.rhs,

@@ -68,27 +68,29 @@ class ModeDynamics(nn.Module):
         """Amplitudes (B, H, M), solved once per issue season where that takes fewer solves.
 
         The trajectories are linear in a0 and in the forcing, and the system matrix depends
-        only on the issue season: with M + 1 solves per season, for the forcing alone and for
-        each unit initial state, every issue time of that season is a sum of those. A
-        training set issues each season many times (35 years of months: 420 issues, 12 x 13
-        = 156 solves; fwd+bwd 290 -> 104 ms, a run's fit 13.5 -> 5 s), a forecast only a
-        few (solved directly)."""
+        only on the issue season: with M + 1 right-hand sides per season, the forcing alone
+        and each unit initial state, every issue time of that season is a sum of those. A
+        training set issues each season many times (35 years of months: 420 issues, 12
+        matrices with 13 right-hand sides each, which smnn factorises once per matrix), a
+        forecast only a few (solved directly)."""
         seasons, index = torch.unique(season0, return_inverse=True)
         per_season = self.n_modes + 1
         if len(seasons) * per_season >= len(a0):
-            return self._trajectories(a0, season0, torch.ones(len(a0), dtype=DTYPE), horizon)
+            ones = torch.ones(len(a0), 1, dtype=DTYPE)
+            return self._trajectories(a0.to(DTYPE)[:, None], season0, ones, horizon)[:, 0]
         basis = torch.cat([torch.zeros(1, self.n_modes, dtype=DTYPE),
-                           torch.eye(self.n_modes, dtype=DTYPE)]).repeat(len(seasons), 1)
-        forced = (torch.arange(len(basis)) % per_season == 0).to(DTYPE)
-        u = self._trajectories(basis, seasons.repeat_interleave(per_season), forced, horizon)
-        u = u.unflatten(0, (len(seasons), per_season))[index]  # (B, M + 1, H, M)
+                           torch.eye(self.n_modes, dtype=DTYPE)])  # (M + 1, M)
+        forced = (torch.arange(per_season) == 0).to(DTYPE)  # the forcing alone, then none
+        u = self._trajectories(basis.expand(len(seasons), -1, -1), seasons,
+                               forced.expand(len(seasons), -1), horizon)[index]
         return u[:, 0] + torch.einsum("bi,bihm->bhm", a0.to(DTYPE), u[:, 1:])
 
     def _trajectories(self, a0: torch.Tensor, season0: torch.Tensor, forced: torch.Tensor,
                       horizon: int) -> torch.Tensor:
-        """One solve per issue: amplitudes (B, H, M) from a0 (B, M), with the forcing
-        scaled by forced (B,) (0 or 1)."""
-        batch, m = a0.shape
+        """Amplitudes (B, R, H, M) from R initial states a0 (B, R, M) per issue season
+        season0 (B,), with the forcing scaled by forced (B, R) (0 or 1): one matrix per
+        issue, shared by its R right-hand sides."""
+        batch, m = season0.shape[0], self.n_modes
         t = horizon + 1  # the issue time and the H steps after it
         seasons = (season0[:, None] + torch.arange(t)) % self.n_seasons  # (B, T)
         h = self._harmonics(seasons)  # (B, T, 2H)
@@ -96,10 +98,11 @@ class ModeDynamics(nn.Module):
         eye = torch.eye(m, dtype=DTYPE).expand(batch, t, m, m)
         coefficients = torch.stack([-a, eye], -1)  # (B, T, E=M, D=M, K=2): a' - A a = b
         rhs = self.forcing[0] + torch.einsum("btf,fi->bti", h, self.forcing[1:])  # (B, T, M)
-        rhs = rhs * forced[:, None, None]
-        init = a0.to(DTYPE)[:, None, :, None]  # (B, S=1, D, J=1)
-        steps = torch.ones(batch, t - 1, dtype=DTYPE)
-        return self.ode(coefficients, rhs, init, steps)[:, 1:, :, 0]  # (B, H, M)
+        rhs = rhs[:, None] * forced[:, :, None, None]  # (B, R, T, M)
+        init = a0[:, :, None, :, None]  # (B, R, S=1, D, J=1)
+        steps = torch.ones(batch, 1, t - 1, dtype=DTYPE)
+        u = self.ode(coefficients[:, None], rhs, init, steps)  # (B, R, T, M, K)
+        return u[:, :, 1:, :, 0]
 
 
 def _loss(model, amplitudes, seasons, scale, first: int, last: int, end: int, horizon: int):

@@ -58,7 +58,8 @@ def test_solving_once_per_season_gives_each_issues_trajectory_and_gradients():
     a0 = torch.from_numpy(rng.standard_normal((30, 2)))
     season0 = torch.from_numpy(rng.choice([0, 4, 7], 30))
     solved = []
-    model.ode.register_forward_pre_hook(lambda _, inputs: solved.append(len(inputs[0])))
+    model.ode.register_forward_pre_hook(  # (matrices, right-hand sides of each)
+        lambda _, inputs: solved.append((len(inputs[0]), inputs[2].shape[1])))
     weights = torch.from_numpy(rng.standard_normal((30, 6, 2)))
 
     def run(forecast):
@@ -68,14 +69,15 @@ def test_solving_once_per_season_gives_each_issues_trajectory_and_gradients():
         return out.detach(), [p.grad.clone() for p in model.parameters()]
 
     per_issue, per_issue_grads = run(
-        lambda: model._trajectories(a0, season0, torch.ones(30, dtype=torch.float64), 6))
+        lambda: model._trajectories(a0[:, None], season0, torch.ones(30, 1, dtype=torch.float64),
+                                    6)[:, 0])
     grouped, grouped_grads = run(lambda: model(a0, season0, 6))
-    assert solved == [30, 3 * 3]  # 3 seasons x (the forcing + 2 unit initial states)
+    assert solved == [(30, 1), (3, 3)]  # 3 seasons x (the forcing + 2 unit initial states)
     np.testing.assert_allclose(grouped, per_issue, rtol=1e-10, atol=1e-12)
     for got, want in zip(grouped_grads, per_issue_grads, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
     model(a0[:4], season0[:4], 6)  # 4 issues: fewer solves one by one
-    assert solved[-1] == 4
+    assert solved[-1] == (4, 1)
 
 
 def test_training_learns_a_seasonal_growth_rate_the_lim_cannot_hold():

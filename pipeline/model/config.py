@@ -127,8 +127,8 @@ class TrainConfig(_Frozen):
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     network_threads: int | None = Field(
         1, ge=1, description="torch threads while training (None: leave torch's setting); "
-        "the default model's small matmuls gain nothing from more (2 cores, both counts "
-        "alternately in one process: 1.00-1.10x a step with 2), and torch's idle OpenMP "
+        "1 by default: a second thread's gain depends on the machine's load (2 cores: a "
+        "step 0.72-1.00x the time, benchmarks/train_threads.py), and torch's idle OpenMP "
         "threads spin ~9 ms after each op on the cores the solve and the batch reader use"
     )
     solver_threads: int | None = Field(

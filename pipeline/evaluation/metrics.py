@@ -48,10 +48,11 @@ def weighted_scores(
 ) -> dict[str, np.ndarray]:
     """Per-sample area-weighted scores.
 
-    forecast, truth: (N, Y, X); weights: (Y, X) >= 0 (zero outside the region or on land);
-    climatology: (N, Y, X) or None (then `acc` is NaN). Points where forecast or truth is not
-    finite are left out and the weights renormalised per sample. Returns `mse`, `bias`,
-    `acc`, each (N,), NaN for a sample without valid points.
+    forecast, truth: (N, Y, X); weights: (Y, X) >= 0 (zero outside the region or on land),
+    or (R, Y, X) for R regions at once; climatology: (N, Y, X) or None (then `acc` is NaN).
+    Points where forecast or truth is not finite are left out and the weights renormalised
+    per sample. Returns `mse`, `bias`, `acc`, each (N,) (or (N, R)), NaN for a sample
+    without valid points.
     """
     f = np.asarray(forecast, dtype=np.float64)
     o = np.asarray(truth, dtype=np.float64)
@@ -59,36 +60,61 @@ def weighted_scores(
         raise ValueError(
             f"forecast, truth: expected equal (N, Y, X) shapes, got {f.shape}, {o.shape}"
         )
-    w = np.broadcast_to(np.asarray(weights, dtype=np.float64), f.shape)
-    ok = np.isfinite(f) & np.isfinite(o) & (w > 0)
-    w = np.where(ok, w, 0.0)
-    total = w.sum((1, 2))
+    w = np.asarray(weights, dtype=np.float64)
+    try:
+        w = np.broadcast_to(w, w.shape[:-2] + f.shape[1:]) if w.ndim in (2, 3) else None
+    except ValueError:
+        w = None
+    if w is None:
+        raise ValueError(f"weights: expected a shape that broadcasts to (Y, X) = {f.shape[1:]} "
+                         f"or (R, Y, X), got {np.shape(weights)}")
+    regions = w.reshape(-1, f.shape[1] * f.shape[2]).T  # (Y X, R)
+    ok = np.isfinite(f) & np.isfinite(o)
+
+    def weighted_sum(values):  # (N, Y, X), zero where not ok -> (N, R): sum over Y, X
+        return values.reshape(len(values), -1) @ regions
+
     with np.errstate(invalid="ignore", divide="ignore"):
-        w = w / total[:, None, None]
+        total = weighted_sum(ok.astype(np.float64))
         error = np.where(ok, f - o, 0.0)
-        mse = (w * error**2).sum((1, 2))
-        bias = (w * error).sum((1, 2))
-        mse[total == 0] = np.nan
-        bias[total == 0] = np.nan
-        acc = np.full(len(f), np.nan)
+        mse = weighted_sum(error**2) / total
+        bias = weighted_sum(error) / total
+        acc = np.full_like(mse, np.nan)
         if climatology is not None:
             c = np.asarray(climatology, dtype=np.float64)
             fa = np.where(ok, f - c, 0.0)
             oa = np.where(ok, o - c, 0.0)
-            acc = (w * fa * oa).sum((1, 2)) / np.sqrt(
-                (w * fa**2).sum((1, 2)) * (w * oa**2).sum((1, 2))
-            )
-            acc[total == 0] = np.nan
-    return {"mse": mse, "bias": bias, "acc": acc}
+            acc = weighted_sum(fa * oa) / np.sqrt(weighted_sum(fa**2) * weighted_sum(oa**2))
+    for score in (mse, bias, acc):
+        score[total == 0] = np.nan
+    shape = (len(f),) if w.ndim == 2 else (len(f), len(w))
+    return {"mse": mse.reshape(shape), "bias": bias.reshape(shape), "acc": acc.reshape(shape)}
 
 
 # The references evaluate() always builds from the truth store and scores itself.
 BUILT_IN_REFERENCES = ("climatology", "persistence")
 
 
+# Forecast stores hold one issue time per chunk with all its leads, so reading a single lead
+# decompresses every chunk of the store: leads are read in blocks of at most this many bytes.
+LEAD_BLOCK_BYTES = 256e6
+
+
 def _member_mean(sst):
     """The ensemble mean of a forecast's sst when it has a `member` dimension."""
     return sst.mean("member") if "member" in sst.dims else sst
+
+
+def _by_lead(sst, budget: float = LEAD_BLOCK_BYTES):
+    """Yields each lead's field (init_time, Y, X) of a forecast's `sst` in lead order (the
+    ensemble mean where it has members), reading blocks of leads of at most `budget`
+    bytes."""
+    n_leads = sst.sizes["lead"]
+    per_lead = sst.dtype.itemsize * sst.size / n_leads
+    size = max(1, int(budget // per_lead))
+    for first in range(0, n_leads, size):
+        block = _member_mean(sst.isel(lead=slice(first, first + size)).load())
+        yield from block.transpose("lead", "init_time", ...).values
 
 
 def _scoring_inputs(fc, tr, climatology_start, climatology_end, climatology=None):
@@ -149,13 +175,12 @@ def index_correlation(
         with np.errstate(invalid="ignore", divide="ignore"):
             return (np.where(ok, anomaly, 0.0) * w).sum((1, 2)) / w.sum((1, 2))
 
-    sst = _member_mean(fc.sst)
     rows = []
-    for li, lead in enumerate(fc.lead.values):
+    for li, (lead, values) in enumerate(zip(fc.lead.values, _by_lead(fc.sst), strict=True)):
         vt = fc.valid_time.values[:, li]
         normals = clim[seasonal_index(vt, step)]
         observed = index(at(vt), normals)
-        predicted = index(sst.isel(lead=li).values, normals)
+        predicted = index(values, normals)
         ok = np.isfinite(observed) & np.isfinite(predicted)
         r = np.nan
         if ok.sum() >= 3 and np.std(predicted[ok]) > 0 and np.std(observed[ok]) > 0:
@@ -220,7 +245,8 @@ def evaluate(
         fc, tr, climatology_start, climatology_end, climatology)
     inits = fc.init_time.values
     valid = fc.valid_time.values  # (I, L)
-    weights = {r: base_w * region_mask(tr.lat.values, tr.lon.values, r) for r in regions}
+    weights = np.stack([base_w * region_mask(tr.lat.values, tr.lon.values, r)
+                        for r in regions])  # (R, Y, X)
 
     others = {}
     for key, store in (references or {}).items():
@@ -229,26 +255,29 @@ def evaluate(
                 and np.array_equal(other.lead.values, fc.lead.values)):
             raise ValueError(f"references[{key!r}]: expected the issue times and leads of "
                              "the forecast")
-        others[key] = _member_mean(other.sst)
+        if key not in BUILT_IN_REFERENCES:
+            others[key] = other.sst
     init_anomaly = at(inits) - clim[seasonal_index(inits, step)]  # (I, Y, X)
     rows = []
     leads = progress(fc.lead.values, desc="evaluate", unit="lead", key="progress-evaluate")
-    for li, lead in enumerate(leads):
+    budget = LEAD_BLOCK_BYTES / (1 + len(others))  # one block of each store at a time
+    fields = zip(_by_lead(fc.sst, budget), *(_by_lead(o, budget) for o in others.values()),
+                 strict=True)
+    for li, (lead, (values, *other_values)) in enumerate(zip(leads, fields, strict=True)):
         vt = valid[:, li]
         truth_l = at(vt)
         clim_l = clim[seasonal_index(vt, step)]
         candidates = {
-            name: fc.sst.isel(lead=li).values,
+            name: values,
             "climatology": clim_l,
             "persistence": clim_l + init_anomaly,
-            **{key: other.isel(lead=li).values for key, other in others.items()
-               if key not in BUILT_IN_REFERENCES},
+            **dict(zip(others, other_values, strict=True)),
         }
-        for region in regions:
-            scored = {
-                key: aggregate(weighted_scores(values, truth_l, weights[region], clim_l))
-                for key, values in candidates.items()
-            }
+        per_region = {key: weighted_scores(values, truth_l, weights, clim_l)  # (I, R)
+                      for key, values in candidates.items()}
+        for ri, region in enumerate(regions):
+            scored = {key: aggregate({score: v[:, ri] for score, v in s.items()})
+                      for key, s in per_region.items()}
             for key, s in scored.items():
                 rows.append(
                     {

@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.evaluation.baselines import baseline_forecast
 from pipeline.evaluation.metrics import aggregate, evaluate, weighted_scores
+from pipeline.forecast_store import open_forecast
 from pipeline.regions import lat_weights, region_mask
 
 
@@ -75,6 +76,23 @@ def test_region_weights_exclude_points_outside(fields):
         weighted_scores(far, truth, weights, clim)["mse"],
         weighted_scores(forecast, truth, weights, clim)["mse"],
     )
+
+
+def test_regions_scored_at_once_equal_each_scored_alone(fields):
+    lat, lon, forecast, truth, clim = fields
+    names = ["global", "nino34", "tropics", "nh"]
+    stacked = np.stack([lat_weights(lat)[:, None] * region_mask(lat, lon, r) for r in names])
+    stacked[2, 0, 0] = 0.0  # and a point left out of one region only
+    together = weighted_scores(forecast, truth, stacked, clim)
+    for ri, weights in enumerate(stacked):
+        alone = weighted_scores(forecast, truth, weights, clim)
+        mse, bias, acc = brute_force(forecast, truth, clim, weights)
+        for key, want in (("mse", mse), ("bias", bias), ("acc", acc)):
+            assert together[key].shape == (4, len(names))
+            np.testing.assert_allclose(together[key][:, ri], alone[key], rtol=1e-12)
+            np.testing.assert_allclose(alone[key], want, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"weights: expected a shape .* got \(3, 5\)"):
+        weighted_scores(forecast, truth, np.ones((3, 5)))
 
 
 def test_area_weights_are_cosine_latitude():
@@ -147,6 +165,38 @@ def test_references_are_scored_beside_the_forecast(model_store, tmp_path):
                               leads=3, train_end="1994-12")
     with pytest.raises(ValueError, match="references"):
         evaluate(model, model_store, tmp_path / "c", references={"lim": other})
+
+
+def test_leads_read_in_blocks_score_as_read_one_by_one(model_store, tmp_path, monkeypatch):
+    from pipeline.evaluation import metrics
+
+    inits = np.array(["1996-01-01", "1996-02-01", "1996-03-01"], dtype="datetime64[ns]")
+    kw = dict(inits=inits, leads=5, train_end="1994-12")
+    model = baseline_forecast("damped_persistence", model_store, tmp_path / "m.zarr", **kw)
+    lim = baseline_forecast("lim", model_store, tmp_path / "l.zarr", **kw)
+    whole = evaluate(model, model_store, tmp_path / "a", references={"lim": lim}).table
+    whole_r = metrics.index_correlation(model, model_store, region="tropics")
+    read = []
+    original = metrics._by_lead
+
+    def recording(sst, budget=metrics.LEAD_BLOCK_BYTES):
+        read.append(budget)
+        return original(sst, budget)
+
+    sst = open_forecast(model).sst
+    per_lead = sst.nbytes / sst.sizes["lead"]
+    fields = list(original(sst, 2.5 * per_lead))  # blocks of 2, 2 and 1 leads
+    assert len(fields) == 5
+    for lead, values in enumerate(fields):
+        np.testing.assert_array_equal(values, sst.isel(lead=lead).values)
+    monkeypatch.setattr(metrics, "_by_lead", recording)
+    monkeypatch.setattr(metrics, "LEAD_BLOCK_BYTES", 5 * per_lead)
+    blocks = evaluate(model, model_store, tmp_path / "b", references={"lim": lim}).table
+    assert read == [2.5 * per_lead] * 2  # the budget split between the two stores
+    pd.testing.assert_frame_equal(blocks, whole)
+    monkeypatch.setattr(metrics, "_by_lead", original)
+    pd.testing.assert_frame_equal(
+        metrics.index_correlation(model, model_store, region="tropics"), whole_r)
 
 
 def test_weighted_mse_agrees_with_xskillscore(fields):

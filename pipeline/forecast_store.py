@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
+import zarr
 
 from pipeline.cf import cf_forecast
 from pipeline.climatology import TimeStep
@@ -75,6 +76,7 @@ class ForecastWriter:
         )
         template = cf_forecast(template)
         self._template = template
+        self._sst = None
         if self.out is None:
             return
         with warnings.catch_warnings():  # zarr: "consolidated metadata is not in the v3 spec"
@@ -90,12 +92,9 @@ class ForecastWriter:
         if self.out is None:
             self._template.sst.values[index] = values
             return
-        block = xr.Dataset(
-            {"sst": (("init_time", "lead", "lat", "lon"), values[None])},
-        )
-        block.to_zarr(
-            self.out, region={"init_time": slice(index, index + 1)}, consolidated=False
-        )
+        if self._sst is None:  # zarr directly: a region write through xarray costs 2x
+            self._sst = zarr.open_array(self.out, path="sst", mode="r+")
+        self._sst[index] = values  # one chunk: this issue time's
 
     @property
     def path(self) -> Path | str | xr.Dataset:

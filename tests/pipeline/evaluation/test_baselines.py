@@ -206,3 +206,32 @@ def test_a_baseline_on_a_given_climatology_equals_one_fitted_over_its_period(mod
         np.testing.assert_array_equal(fitted.sst.values, given.sst.values)
     with pytest.raises(ValueError, match="train_end"):
         baseline_forecast("persistence", model_store, None, **kw)
+
+
+class _CountingReads:
+    """Stands for an SST DataArray (time, Y, X) and records which time slices are read."""
+
+    def __init__(self, values):
+        self.values, self.reads = values, []
+        self.dtype, self.size = values.dtype, values.size
+        self.sizes = {"time": len(values)}
+
+    def isel(self, time):
+        self.reads.append((time.start, time.stop))
+        return xr.DataArray(self.values[time])
+
+
+@pytest.mark.parametrize(("spans", "budget_steps", "reads"), [
+    ([(0, 3), (1, 4), (2, 5), (7, 10)], 100, [(0, 10)]),  # all in one block
+    ([(0, 3), (1, 4), (2, 5), (7, 10)], 5, [(0, 5), (7, 10)]),  # blocks of at most 5
+    ([(7, 10), (2, 5), (0, 3)], 100, [(7, 10), (2, 5), (0, 3)]),  # backwards: each alone
+    ([(0, 6), (1, 7)], 2, [(0, 6), (1, 7)]),  # a span longer than the budget still comes
+])
+def test_histories_are_read_in_blocks_and_each_is_its_own_span(spans, budget_steps, reads):
+    from pipeline.evaluation.baselines import _histories
+
+    sst = _CountingReads(np.arange(12 * 2 * 3, dtype=np.float32).reshape(12, 2, 3))
+    got = list(_histories(sst, spans, budget=budget_steps * 2 * 3 * 4))
+    assert sst.reads == reads
+    for (start, stop), values in zip(spans, got, strict=True):
+        np.testing.assert_array_equal(values, sst.values[start:stop])

@@ -61,14 +61,15 @@ def fit_damping(anomalies: np.ndarray, leads: np.ndarray) -> np.ndarray:
     Returns (L, ...) clipped to [0, 1] (a forecast never amplifies or flips the anomaly).
     """
     a = np.asarray(anomalies, dtype=np.float64)
+    finite = np.isfinite(a)
+    filled = np.where(finite, a, 0.0)  # a pair with a missing value then adds 0, once
+    squared = filled * filled
     out = np.zeros((len(leads), *a.shape[1:]))
     for i, lead in enumerate(np.asarray(leads, dtype=int)):
         if lead >= a.shape[0]:
             continue  # no training pairs that far apart: damp to climatology
-        x, y = a[:-lead], a[lead:]
-        ok = np.isfinite(x) & np.isfinite(y)
-        num = np.where(ok, x * y, 0.0).sum(0)
-        den = np.where(ok, x * x, 0.0).sum(0)
+        num = (filled[:-lead] * filled[lead:]).sum(0)
+        den = (squared[:-lead] * finite[lead:]).sum(0)
         with np.errstate(invalid="ignore", divide="ignore"):
             out[i] = np.where(den > 0, num / den, 0.0)
     return np.clip(out, 0.0, 1.0)

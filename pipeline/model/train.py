@@ -91,6 +91,17 @@ def _lr_at(step: int, config: Config, time_fraction: float = 0.0) -> float:
     return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * cosine)
 
 
+def _budget_fraction(elapsed: float, budget: float | None, step: int, max_steps: int) -> float:
+    """The share of the time budget spent, for the schedule: 0 unless, at the pace so far,
+    the budget ends before max_steps. A run that ends by its steps then follows the step
+    schedule alone, bit for bit the same on any machine (right after the warmup the step
+    share is 0, and any time spent would otherwise lower the learning rate)."""
+    if budget is None or step == 0:
+        return 0.0
+    fraction = elapsed / budget
+    return fraction if fraction * max_steps / step > 1.0 else 0.0
+
+
 def _save(path: Path, payload: dict) -> None:
     """Write atomically: an interrupted save never leaves a truncated checkpoint."""
     tmp = path.with_suffix(".tmp")
@@ -482,7 +493,7 @@ class Trainer:
     def _step(self, batch: dict) -> float:
         """One optimiser step; returns the batch loss (mean over ranks)."""
         t, s = self.config.train, self.state
-        time_fraction = 0.0 if self.budget is None else s.elapsed / self.budget
+        time_fraction = _budget_fraction(s.elapsed, self.budget, s.step, t.max_steps)
         for group in self.optimiser.param_groups:
             group["lr"] = _lr_at(s.step, self.config, time_fraction)
         try:

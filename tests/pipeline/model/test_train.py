@@ -39,6 +39,33 @@ def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(
         assert torch.equal(a[key], b[key]), key
 
 
+def test_a_time_budget_that_does_not_end_the_run_leaves_it_bit_for_bit_the_same(
+    model_store, tmp_path, tiny_config
+):
+    # Right after the warmup the step schedule's share is 0; time spent must not lower the
+    # learning rate there while the steps, not the budget, end the run.
+    config = tiny_config.model_copy(update={"train": tiny_config.train.model_copy(
+        update={"max_steps": 6, "warmup_steps": 2})})
+    budget = config.model_copy(update={"train": config.train.model_copy(
+        update={"max_minutes": 0.2})})  # 12 s: a step would need 2 s to make it bind
+    train(model_store, tmp_path / "steps", config=config)
+    train(model_store, tmp_path / "budget", config=budget)
+    a, b = weights(tmp_path / "steps" / "last.pt"), weights(tmp_path / "budget" / "last.pt")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize(("elapsed", "step", "expected"), [
+    (60.0, 100, 0.0),  # 1,000 steps take 600 s of the 3,600: the steps end the run
+    (600.0, 100, 600.0 / 3600),  # 1,000 steps would take 6,000 s: the budget does
+    (1.0, 0, 0.0),  # no pace yet
+])
+def test_the_budget_shapes_the_schedule_only_when_it_ends_the_run_first(elapsed, step,
+                                                                        expected):
+    assert train_module._budget_fraction(elapsed, 3600.0, step, 1000) == expected
+    assert train_module._budget_fraction(elapsed, None, step, 1000) == 0.0
+
+
 def test_a_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
     model_store, tmp_path, tiny_config, monkeypatch
 ):

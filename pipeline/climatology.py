@@ -7,7 +7,6 @@ the same training-period climatology. Statistics come only from the period they 
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,7 +142,6 @@ def fit_climatology(
     period = period.transpose("time", "lat", "lon").drop_vars(
         [c for c in period.coords if c not in ("time", "lat", "lon")])
     if period.chunks is not None:  # whole series per block, blocks of at most BLOCK_BYTES
-        period = period.chunk({"time": -1})
         period = period.copy(data=period.data.rechunk(
             {0: -1, 1: "auto", 2: "auto"}, block_size_limit=BLOCK_BYTES))
     stats = xr.apply_ufunc(
@@ -178,8 +176,8 @@ def _season_stats(series: np.ndarray, season: np.ndarray, bins: int) -> np.ndarr
     valid = np.isfinite(x)
     x[~valid] = 0.0
     out = np.empty(series.shape[:-1] + (bins + 1,))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # 0 / 0: land, or a season missing
+    # 0 / 0: land, or a season missing (errstate, unlike warnings filters, is per thread)
+    with np.errstate(invalid="ignore", divide="ignore"):
         for s in range(bins):
             in_season = season == s
             out[..., s] = x[..., in_season].sum(-1) / valid[..., in_season].sum(-1)

@@ -82,6 +82,8 @@ class ForecastWriter:
         with warnings.catch_warnings():  # zarr: "consolidated metadata is not in the v3 spec"
             warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
             template.to_zarr(self.out, mode="w", compute=False, consolidated=True)
+        # Written through zarr directly: a region write through xarray costs twice as much.
+        self._sst = zarr.open_array(self.out, path="sst", mode="r+")
 
     def write(self, index: int, values: np.ndarray) -> None:
         """Store `values` (L, Y, X) as the forecast of issue time number `index`."""
@@ -92,8 +94,6 @@ class ForecastWriter:
         if self.out is None:
             self._template.sst.values[index] = values
             return
-        if self._sst is None:  # zarr directly: a region write through xarray costs 2x
-            self._sst = zarr.open_array(self.out, path="sst", mode="r+")
         self._sst[index] = values  # one chunk: this issue time's
 
     @property

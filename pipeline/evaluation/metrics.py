@@ -62,10 +62,10 @@ def weighted_scores(
         )
     w = np.asarray(weights, dtype=np.float64)
     try:
-        w = np.broadcast_to(w, w.shape[:-2] + f.shape[1:]) if w.ndim in (2, 3) else None
+        w = np.broadcast_to(w, (*w.shape[:-2], *f.shape[1:]))
     except ValueError:
         w = None
-    if w is None:
+    if w is None or w.ndim not in (2, 3):
         raise ValueError(f"weights: expected a shape that broadcasts to (Y, X) = {f.shape[1:]} "
                          f"or (R, Y, X), got {np.shape(weights)}")
     regions = w.reshape(-1, f.shape[1] * f.shape[2]).T  # (Y X, R)

@@ -58,7 +58,7 @@ class NoaaMirror:
 
     `fail[path] = [500, 500]` answers those statuses first; `drop[path] = n` sends the headers
     and n bytes, then closes the connection (once); `requests` logs (method, path, Range);
-    `max_active` is the most requests answered at once. Range requests get 206 with the
+    `max_active` is the most requests waiting out `delay` at once. Range requests get 206 with the
     requested tail unless an If-Range validator is stale; HEAD gives size and Last-Modified.
     """
 
@@ -130,15 +130,18 @@ class NoaaMirror:
                 self.wfile.write(payload)
 
             def _counted(self, body: bool):
+                # Counted while waiting, before any byte of the answer goes out: a client can
+                # send its next request only after reading this answer, so a sequential client
+                # never overlaps itself here, however late this thread is scheduled again.
                 with mirror.lock:
                     mirror.active += 1
                     mirror.max_active = max(mirror.max_active, mirror.active)
                 try:
                     time.sleep(mirror.delay)
-                    self._serve(body)
                 finally:
                     with mirror.lock:
                         mirror.active -= 1
+                self._serve(body)
 
             def do_GET(self):
                 self._counted(body=True)

@@ -20,9 +20,14 @@ def test_items_arrive_in_order_and_are_read_ahead_of_the_consumer():
 
     got = []
     for item in prefetched(items(), depth=2):
-        time.sleep(0.02)  # the consumer is slow: the producer must already be ahead
         got.append(item["i"])
-        assert len(read) >= min(6, len(got) + 1)
+        # The consumer holds this item and reads nothing: only a producer running ahead can
+        # read the next one. Waited for, not slept for, so a busy host cannot make it flaky.
+        want = min(6, len(got) + 1)
+        deadline = time.monotonic() + 10
+        while len(read) < want and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert len(read) >= want
     assert got == list(range(6))
     assert not _prefetch_threads()
 

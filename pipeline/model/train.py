@@ -567,6 +567,9 @@ class Trainer:
         """The same decision on every rank: time budget spent, periodic checkpoint, signal."""
         t, s = self.config.train, self.state
         elapsed, signalled = self.dist.any_of(s.elapsed, float(stop.signal or 0))
+        # Every rank carries the slowest one's clock, so the next step's learning rate (its
+        # time share) is the same on all of them, as this stop decision is.
+        s.elapsed = elapsed
         if self.budget is not None and elapsed >= self.budget:
             s.done = True  # time budget spent
         if s.step % t.checkpoint_every == 0 or s.done:

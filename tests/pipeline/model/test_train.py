@@ -66,6 +66,34 @@ def test_the_budget_shapes_the_schedule_only_when_it_ends_the_run_first(elapsed,
     assert train_module._budget_fraction(elapsed, None, step, 1000) == 0.0
 
 
+def test_ranks_take_the_learning_rate_of_the_slowest_ranks_clock(
+    model_store, tmp_path, tiny_config, monkeypatch
+):
+    # A second rank that spends 5 s a step: its clock, reduced by the stop check, must set
+    # this rank's time share too, or the ranks would step with different learning rates.
+    slow = [0.0]
+
+    def any_of(self, *values):
+        slow[0] += 5.0
+        return [max(values[0], slow[0]), *values[1:]]
+
+    monkeypatch.setattr(train_module._Distributed, "any_of", any_of)
+    config = tiny_config.model_copy(update={"train": tiny_config.train.model_copy(
+        update={"max_steps": 6, "warmup_steps": 1, "log_every": 1, "max_minutes": 0.2})})
+    train(model_store, tmp_path / "run", config=config)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().split("\n")
+             if x]
+    lrs = [x["lr"] for x in lines if "lr" in x]
+    budget, steps = 12.0, 6
+    want = [train_module._lr_at(k, config, train_module._budget_fraction(5.0 * k, budget, k,
+                                                                           steps))
+            for k in range(len(lrs))]
+    assert len(lrs) == 3  # 15 s of the slow rank's clock end the 12 s budget at step 3
+    assert lrs == pytest.approx(want, rel=1e-12)
+    assert lrs[1] < train_module._lr_at(1, config)  # the budget binds: a lower rate
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["progress"]["elapsed"] == 15.0
+
+
 def test_a_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
     model_store, tmp_path, tiny_config, monkeypatch
 ):

@@ -54,41 +54,52 @@ def weighted_scores(
     per sample. Returns `mse`, `bias`, `acc`, each (N,) (or (N, R)), NaN for a sample
     without valid points.
     """
-    f = np.asarray(forecast, dtype=np.float64)
-    o = np.asarray(truth, dtype=np.float64)
-    if f.shape != o.shape or f.ndim != 3:
+    if np.shape(forecast) != np.shape(truth) or np.ndim(forecast) != 3:
         raise ValueError(
-            f"forecast, truth: expected equal (N, Y, X) shapes, got {f.shape}, {o.shape}"
+            f"forecast, truth: expected equal (N, Y, X) shapes, got {np.shape(forecast)}, "
+            f"{np.shape(truth)}"
         )
+    if climatology is not None and np.shape(climatology) != np.shape(truth):
+        raise ValueError(f"climatology: expected the shape of truth {np.shape(truth)}, got "
+                         f"{np.shape(climatology)}")
+    f, o = _as_samples(forecast), _as_samples(truth)
+    grid = np.shape(forecast)[1:]
     w = np.asarray(weights, dtype=np.float64)
     try:
-        w = np.broadcast_to(w, (*w.shape[:-2], *f.shape[1:]))
+        w = np.broadcast_to(w, (*w.shape[:-2], *grid))
     except ValueError:
         w = None
     if w is None or w.ndim not in (2, 3):
-        raise ValueError(f"weights: expected a shape that broadcasts to (Y, X) = {f.shape[1:]} "
+        raise ValueError(f"weights: expected a shape that broadcasts to (Y, X) = {grid} "
                          f"or (R, Y, X), got {np.shape(weights)}")
-    regions = w.reshape(-1, f.shape[1] * f.shape[2]).T  # (Y X, R)
-    ok = np.isfinite(f) & np.isfinite(o)
+    c = o if climatology is None else _as_samples(climatology)
+    regions = w.reshape(-1, f.shape[1])  # (R, Y X)
+    points = np.flatnonzero((regions != 0).any(axis=0))  # the rest adds nothing
+    from pipeline.evaluation.kernels import N_SUMS, weighted_sums
 
-    def weighted_sum(values):  # (N, Y, X), zero where not ok -> (N, R): sum over Y, X
-        return values.reshape(len(values), -1) @ regions
-
+    if len(points) and len(f):
+        sums = weighted_sums(f, o, c, points, np.ascontiguousarray(regions[:, points].T))
+    else:
+        sums = np.zeros((len(f), N_SUMS, len(regions)))
+    total, error, squared, cross, f_var, o_var = np.moveaxis(sums, 1, 0)  # each (N, R)
     with np.errstate(invalid="ignore", divide="ignore"):
-        total = weighted_sum(ok.astype(np.float64))
-        error = np.where(ok, f - o, 0.0)
-        mse = weighted_sum(error**2) / total
-        bias = weighted_sum(error) / total
-        acc = np.full_like(mse, np.nan)
-        if climatology is not None:
-            c = np.asarray(climatology, dtype=np.float64)
-            fa = np.where(ok, f - c, 0.0)
-            oa = np.where(ok, o - c, 0.0)
-            acc = weighted_sum(fa * oa) / np.sqrt(weighted_sum(fa**2) * weighted_sum(oa**2))
+        mse = squared / total
+        bias = error / total
+        acc = cross / np.sqrt(f_var * o_var)
+    if climatology is None:
+        acc[:] = np.nan
     for score in (mse, bias, acc):
         score[total == 0] = np.nan
     shape = (len(f),) if w.ndim == 2 else (len(f), len(w))
     return {"mse": mse.reshape(shape), "bias": bias.reshape(shape), "acc": acc.reshape(shape)}
+
+
+def _as_samples(values) -> np.ndarray:
+    """(N, Y, X) -> a C-contiguous (N, Y X) array of float32 (as stored) or float64."""
+    a = np.asarray(values)
+    if a.dtype != np.float32:
+        a = a.astype(np.float64, copy=False)
+    return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1] * a.shape[2])
 
 
 # The references evaluate() always builds from the truth store and scores itself.
@@ -168,12 +179,8 @@ def index_correlation(
     if weights.sum() == 0:
         raise ValueError(f"region: {region!r} holds no ocean point of this grid")
 
-    def index(values, normals):  # (N, Y, X) -> (N,)
-        anomaly = values - normals
-        ok = np.isfinite(anomaly) & (weights > 0)
-        w = np.where(ok, weights, 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return (np.where(ok, anomaly, 0.0) * w).sum((1, 2)) / w.sum((1, 2))
+    def index(values, normals):  # (N, Y, X) -> (N,): the weighted mean of values - normals
+        return weighted_scores(values, normals, weights)["bias"]
 
     rows = []
     for li, (lead, values) in enumerate(zip(fc.lead.values, _by_lead(fc.sst), strict=True)):

@@ -95,6 +95,40 @@ def test_regions_scored_at_once_equal_each_scored_alone(fields):
         weighted_scores(forecast, truth, np.ones((3, 5)))
 
 
+@pytest.mark.parametrize("layout", ["float32", "float64 strided", "int"])
+def test_scores_of_stored_dtypes_and_strided_views_match_brute_force(fields, layout):
+    lat, lon, forecast, truth, clim = fields
+    weights = lat_weights(lat)[:, None] * np.ones(5)
+    forecast = forecast.copy()
+    forecast[2, 0, 0] = np.inf  # not finite: left out like NaN
+    if layout == "float32":  # as forecast stores hold them, compiled without a cast
+        forecast, truth, clim = (x.astype(np.float32) for x in (forecast, truth, clim))
+    elif layout == "float64 strided":  # a lead's field out of a (lead, init, Y, X) block
+        forecast, truth, clim = (np.stack([x, x]).transpose(1, 0, 2, 3)[:, 1]
+                                 for x in (forecast, truth, clim))
+    else:
+        forecast, truth, clim = (np.round(np.nan_to_num(x, posinf=0.0)).astype(int)
+                                 for x in (forecast, truth, clim))
+    scores = weighted_scores(forecast, truth, weights, clim)
+    want = brute_force(*(np.asarray(x, dtype=np.float64) for x in (forecast, truth, clim)),
+                       weights)
+    for key, value in zip(("mse", "bias", "acc"), want, strict=True):
+        np.testing.assert_allclose(scores[key], value, rtol=1e-12)
+
+
+def test_a_region_without_points_and_no_samples_give_nan_and_empty_scores(fields):
+    _, _, forecast, truth, clim = fields
+    nowhere = np.zeros((2, 5, 5))
+    nowhere[1] = 1.0
+    scores = weighted_scores(forecast, truth, nowhere, clim)
+    assert np.isnan(scores["mse"][:, 0]).all() and np.isfinite(scores["mse"][:, 1]).all()
+    assert np.isnan(weighted_scores(forecast, truth, nowhere[0], clim)["acc"]).all()
+    empty = weighted_scores(forecast[:0], truth[:0], nowhere, clim[:0])
+    assert all(v.shape == (0, 2) for v in empty.values())
+    with pytest.raises(ValueError, match=r"climatology: expected the shape of truth"):
+        weighted_scores(forecast, truth, nowhere, clim[:2])
+
+
 def test_area_weights_are_cosine_latitude():
     np.testing.assert_allclose(lat_weights(np.array([0.0, 60.0, 90.0])), [1.0, 0.5, 0.0],
                                atol=1e-15)

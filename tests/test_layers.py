@@ -43,10 +43,10 @@ def layer_files(layer: str) -> list[Path]:
 # Inside pipeline, the rooms by role and what each must not reach: data is read by all and
 # reads none of them; model and evaluation are siblings (evaluation judges forecast stores
 # without knowing the model); products draw and export what the others made. The shared
-# contracts at pipeline's top level (climatology, forecast_store, regions, cf, progress)
+# contracts at pipeline's top level (climatology, eof, forecast_store, regions, cf, progress)
 # sit under model, evaluation and products.
-SHARED = ("pipeline.climatology", "pipeline.forecast_store", "pipeline.regions", "pipeline.cf",
-          "pipeline.progress")
+SHARED = ("pipeline.climatology", "pipeline.eof", "pipeline.forecast_store", "pipeline.regions",
+          "pipeline.cf", "pipeline.progress")
 ROOMS = {
     "pipeline.data": {"pipeline.model", "pipeline.evaluation", "pipeline.products"},
     "pipeline.model": {"pipeline.evaluation", "pipeline.products"},

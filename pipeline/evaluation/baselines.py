@@ -40,6 +40,7 @@ from pipeline.climatology import (
     seasonal_index,
     store_time_step,
 )
+from pipeline.eof import leading_eofs
 from pipeline.forecast_store import ForecastWriter, valid_times
 from pipeline.regions import lat_weights
 
@@ -199,8 +200,8 @@ class LinearInverseModel(Baseline):
         scale = np.sqrt(weights[ocean])  # EOFs orthonormal under the area weights
         x = np.nan_to_num(anomalies[:, ocean] - intercept[ocean] - slope[ocean] * t[:, None])
         x = x * scale
-        modes = min(self.modes, *x.shape)
-        eofs = np.linalg.svd(x, full_matrices=False)[2][:modes]  # (M, P)
+        eofs = leading_eofs(x, self.modes)  # (M, P); M < modes where x has fewer
+        modes = len(eofs)
         pcs = x @ eofs.T  # (T, M)
         lag = self.lag
         if len(pcs) <= lag + modes:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from pipeline.eof import leading_eofs
 from pipeline.regions import lat_weights
 
 __all__ = ["TENDENCY_LAG", "fit_modes", "mode_features", "project"]
@@ -59,9 +60,9 @@ def fit_modes(
         block = (block * weights[y0:y1]).reshape(end + 1, -1)[:, keep]
         x[:, offset : offset + block.shape[1]] = block
         offset += block.shape[1]
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    found = leading_eofs(x, n_modes)
     vectors = np.zeros((n_modes, len(points)))  # (M, P) orthonormal; zero rows pad a
-    vectors[: len(vt[:n_modes])] = vt[:n_modes]  # grid or period too small for M modes
+    vectors[: len(found)] = found  # grid or period too small for M modes
     eof = np.zeros((n_modes, sample.size))
     eof[:, points] = vectors
     eof = eof.reshape(n_modes, *sample.shape) * weights  # amplitude = sum(anomaly * eof)

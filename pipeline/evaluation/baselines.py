@@ -76,24 +76,38 @@ def fit_damping(anomalies: np.ndarray, leads: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def fit_trend(anomalies: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fit_trend(
+    anomalies: np.ndarray, t: np.ndarray, block_bytes: int = 4 << 20
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-cell least-squares line a ~ intercept + slope * t over the finite values.
 
     anomalies: (T, ...); t: (T,) step numbers. Returns (intercept, slope), each (...), zero
     where a cell has fewer than two finite values.
+
+    Cells are fitted in blocks of about `block_bytes` of float64 (T, cells): the masked
+    temporaries then stay a few MB instead of a dozen copies of the whole field (1 degree,
+    420 months: 1.2-3.4 s -> 0.3 s). With blocks of many cells numpy sums each cell over
+    time in the same order as for the whole field, so the result does not depend on the
+    block (a single column would be summed pairwise: blocks have at least 64).
     """
-    a = np.asarray(anomalies, dtype=np.float64)
-    t = np.broadcast_to(np.asarray(t, dtype=np.float64).reshape(-1, *[1] * (a.ndim - 1)), a.shape)
-    ok = np.isfinite(a)
-    n = ok.sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t_mean = np.where(ok, t, 0.0).sum(0) / n
-        a_mean = np.where(ok, a, 0.0).sum(0) / n
-        dt = np.where(ok, t - t_mean, 0.0)
-        slope = (dt * np.where(ok, a - a_mean, 0.0)).sum(0) / (dt**2).sum(0)
-    slope = np.where((n >= 2) & np.isfinite(slope), slope, 0.0)
-    intercept = np.where(n >= 1, np.nan_to_num(a_mean - slope * t_mean), 0.0)
-    return intercept, slope
+    a = np.asarray(anomalies)
+    flat = a.reshape(len(a), -1)
+    t = np.asarray(t, dtype=np.float64).reshape(-1, 1)
+    intercept, slope = np.zeros(flat.shape[1]), np.zeros(flat.shape[1])
+    step = max(64, block_bytes // (8 * max(1, len(flat))))
+    for c0 in range(0, flat.shape[1], step):
+        block = flat[:, c0 : c0 + step].astype(np.float64)
+        ok = np.isfinite(block)
+        n = ok.sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t_mean = np.where(ok, t, 0.0).sum(0) / n
+            a_mean = np.where(ok, block, 0.0).sum(0) / n
+            dt = np.where(ok, t - t_mean, 0.0)
+            b = (dt * np.where(ok, block - a_mean, 0.0)).sum(0) / (dt**2).sum(0)
+        b = np.where((n >= 2) & np.isfinite(b), b, 0.0)
+        slope[c0 : c0 + step] = b
+        intercept[c0 : c0 + step] = np.where(n >= 1, np.nan_to_num(a_mean - b * t_mean), 0.0)
+    return intercept.reshape(a.shape[1:]), slope.reshape(a.shape[1:])
 
 
 @dataclass

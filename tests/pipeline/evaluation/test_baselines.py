@@ -5,7 +5,7 @@ import pytest
 import xarray as xr
 
 from pipeline.data.store import open_store
-from pipeline.evaluation.baselines import baseline_forecast, fit_damping
+from pipeline.evaluation.baselines import baseline_forecast, fit_damping, fit_trend
 from pipeline.forecast_store import open_forecast
 
 
@@ -139,6 +139,27 @@ def test_trend_extrapolates_a_linear_anomaly_exactly():
     trend.fit(a, t, np.ones((2, 3)), np.array([1, 12]))
     np.testing.assert_allclose(trend.predict(a[-1:], 99, np.array([1, 12]))[:, 0, 0],
                                [0.5 + 0.02 * 100, 0.5 + 0.02 * 111])
+
+
+def test_per_cell_trends_are_least_squares_lines_over_the_finite_values_in_any_block():
+    rng = np.random.default_rng(4)
+    t = np.arange(60.0) + 240.0  # step numbers need not start at zero
+    a = (rng.standard_normal((60, 9, 40)) + 0.03 * t[:, None, None]).astype(np.float32)
+    a[rng.random(a.shape) < 0.2] = np.nan  # gaps
+    a[:, 0, 0] = np.nan  # land
+    a[:-1, 0, 1] = np.nan  # one value: no slope
+    whole = fit_trend(a, t, block_bytes=1 << 30)
+    for cell in [(3, 7), (8, 39), (0, 2)]:
+        ok = np.isfinite(a[(slice(None), *cell)])
+        slope, intercept = np.polyfit(t[ok], a[(slice(None), *cell)][ok].astype(float), 1)
+        np.testing.assert_allclose([whole[0][cell], whole[1][cell]], [intercept, slope],
+                                   rtol=1e-9, atol=1e-12)
+    assert whole[0][0, 0] == whole[1][0, 0] == 0.0
+    assert whole[1][0, 1] == 0.0 and whole[0][0, 1] == a[-1, 0, 1]
+    for block_bytes in (1, 64 * 8 * 60, 100_000):  # blocks of 64, 64 and 208 cells
+        blocked = fit_trend(a, t, block_bytes=block_bytes)
+        for got, want in zip(blocked, whole, strict=True):
+            np.testing.assert_array_equal(got, want)
 
 
 def test_recent_mean_is_the_mean_of_its_window(model_store, tmp_path):

@@ -82,6 +82,13 @@ CHUNK = 32
 # there, 288 KB at 3,000). With threads split by work (`_compiled._thread_count`) too:
 # B=8, T=30,000 166 -> 40 ms.
 LANE_SYSTEM_BYTES = 192 << 10
+# Blocks wider than this (b = D·K unknowns per step) run one system per lane too: the lane
+# kernels unroll a block-row at compile time, which pays at b = 3 (the model's ODE: 512
+# systems of T = 54, 2.5 vs 6.4 ms fwd+bwd, 1 thread) and stops paying beyond b = 5 (equal
+# at b = 4 and 5), while from b = 6 one lane per system is 1.7-6.6x faster (512 systems,
+# T = 54: b = 6 32.5 vs 18.3 ms, b = 9 94.6 vs 40.1, b = 12 248 vs 96; the mode dynamics,
+# 12 matrices of b = 24, T = 13, 13 right-hand sides: 46.6 vs 8.8 ms).
+LANE_MAX_BLOCK = 5
 
 
 @njit(**_JIT)
@@ -495,13 +502,15 @@ def _add_into(dst, src):
 
 
 def lane_count(shape, nb, itemsize, n):
-    """Systems per chunk for n systems: one for one system or for long sequences (more
-    than LANE_SYSTEM_BYTES of factor each), else CHUNK, or 8 for up to 8 systems. The
-    kernels are compiled for these three counts (each a specialisation: `lanes` is a tuple
-    of that length, so every lane loop has a trip count known at compile time and unrolls
-    into whole SIMD registers, without remainder loops)."""
+    """Systems per chunk for n systems: one for one system, for long sequences (more
+    than LANE_SYSTEM_BYTES of factor each) and for wide blocks (b > LANE_MAX_BLOCK), else
+    CHUNK, or 8 for up to 8 systems. The kernels are compiled for these three counts
+    (each a specialisation: `lanes` is a tuple of that length, so every lane loop has a
+    trip count known at compile time and unrolls into whole SIMD registers, without
+    remainder loops)."""
     b = shape[2] * shape[3]
-    if n == 1 or shape[0] * packed_step(b, nb) * itemsize > LANE_SYSTEM_BYTES:
+    long = shape[0] * packed_step(b, nb) * itemsize > LANE_SYSTEM_BYTES
+    if n == 1 or b > LANE_MAX_BLOCK or long:
         return 1
     return CHUNK if n > 8 else 8
 

@@ -145,7 +145,7 @@ def test_a_solve_without_gradients_keeps_no_factor(monkeypatch):
     assert seen == [0, 1]
 
 
-def test_long_sequences_run_one_per_lane_and_split_over_threads(two_threads):
+def test_long_sequences_and_wide_blocks_run_one_per_lane_and_split_over_threads(two_threads):
     # (T, E, D, K, S, J), one band, float64: T·12·8 bytes of packed factor per system.
     assert _kernels.lane_count((208, 1, 1, 3, 10, 2), 1, 8, 12_960) == _kernels.CHUNK
     assert _kernels.lane_count((208, 1, 1, 3, 10, 2), 1, 8, 5) == 8  # padded to 8
@@ -153,6 +153,11 @@ def test_long_sequences_run_one_per_lane_and_split_over_threads(two_threads):
     assert _kernels.lane_count((1_000, 1, 1, 3, 1, 2), 1, 8, 64) == _kernels.CHUNK
     assert _kernels.lane_count((3_000, 1, 1, 3, 1, 2), 1, 8, 64) == 1  # 288 KB each
     assert _kernels.lane_count((3_000, 1, 1, 3, 1, 2), 1, 4, 64) == _kernels.CHUNK  # float32
+    # wide blocks (b = D·K > 5) run one per lane at any length and batch
+    assert _kernels.lane_count((54, 1, 1, 5, 1, 2), 1, 8, 512) == _kernels.CHUNK  # b = 5
+    assert _kernels.lane_count((54, 2, 2, 2, 1, 1), 1, 8, 512) == _kernels.CHUNK  # b = 4
+    assert _kernels.lane_count((54, 2, 2, 3, 1, 2), 1, 8, 512) == 1  # b = 6
+    assert _kernels.lane_count((13, 12, 12, 2, 1, 1), 1, 8, 12) == 1  # the mode dynamics
     # threads: one per 16 systems or per 10,000 system-steps, never more than systems
     assert _compiled._thread_count(8, 208) == 1
     assert _compiled._thread_count(77, 6) == 2
@@ -175,6 +180,16 @@ def test_one_lane_systems_over_two_threads_match_the_dense_solve(
     assert _compiled._tag((30, 1, 1, 3, 2, 2), central, 8, 5)[0] == (0,)
     assert _compiled._thread_count(5, 30) == 2
     inputs = make_problem(batch=(5,), t_len=30, k_len=3, s_len=2, j_len=2, seed=26)
+    assert_matches_dense(inputs, central)
+
+
+@pytest.mark.parametrize("central", [False, True], ids=["default", "central"])
+def test_wide_blocks_one_per_lane_over_two_threads_match_the_dense_solve(central, two_threads):
+    # b = D·K = 6: one lane per system, 40 systems split over the threads
+    assert _compiled._tag((9, 2, 2, 3, 2, 2), central, 8, 40)[0] == (0,)
+    assert _compiled._thread_count(40, 9) == 2
+    inputs = make_problem(batch=(40,), t_len=9, e_len=2, d_len=2, k_len=3, s_len=2, j_len=2,
+                          seed=27)
     assert_matches_dense(inputs, central)
 
 

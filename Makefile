@@ -13,8 +13,10 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
-	@echo "compiling the solver kernels (numba, ~40 s once; cached in smnn/__pycache__)"
+	@echo "compiling the solver and scoring kernels (numba, ~70 s once; cached in __pycache__)"
 	$(PY) -c "from smnn._compiled import warm_up; warm_up()"
+	$(PY) -c "from pipeline.model.dynamics import warm_up; warm_up()"
+	$(PY) -c "from pipeline.evaluation.kernels import warm_up; warm_up()"
 	touch $(STAMP)
 
 demo: install

@@ -42,3 +42,13 @@ def weighted_sums(forecast, truth, climatology, points, weights):
             values[5, j] = oa * oa
         out[n] = values @ weights
     return out
+
+
+def warm_up() -> None:
+    """Compile `weighted_sums` (numba, ~4 s once per install, then loaded from its disk
+    cache) for the fields scoring passes it: float32 as the forecast and SST stores and the
+    climatology hold them, or float64 throughout. `make install` runs this."""
+    points, weights = np.arange(2), np.ones((2, 1))
+    for dtype in (np.float32, np.float64):
+        fields = np.ones((1, 2), dtype)
+        weighted_sums(fields, fields, fields, points, weights)

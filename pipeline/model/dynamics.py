@@ -27,8 +27,11 @@ from torch import nn
 from torch.nn.functional import one_hot
 
 import smnn
+from pipeline.model.config import ModelConfig, WindowConfig
 
-__all__ = ["ModeDynamics", "blend", "blend_weights", "fit_mode_dynamics", "lim_generator"]
+__all__ = [
+    "ModeDynamics", "blend", "blend_weights", "fit_mode_dynamics", "lim_generator", "warm_up",
+]
 
 DTYPE = torch.float64
 VALIDATE_EVERY = 10  # optimiser steps between validations
@@ -168,6 +171,30 @@ def fit_mode_dynamics(
         model.load_state_dict(best_state)
     model.eval()
     return model, {"lim_val_loss": start, "val_loss": best, "steps": step}
+
+
+def warm_up(n_modes: int | None = None, harmonics: int | None = None,
+            horizon: int | None = None) -> None:
+    """Compile the S-MNN kernels for the mode dynamics' systems (numba, ~25 s once per
+    install, then loaded from its disk cache in ~1 s): a fit step and a forecast on tiny
+    data, defaults from the default config. The dynamics' block size D·K = 2M is not the
+    network's, so `smnn`'s own warm-up does not cover it; `make install` runs this, so the
+    first training run does not wait for it."""
+    n_modes = ModelConfig().context_modes if n_modes is None else n_modes
+    harmonics = ModelConfig().mode_harmonics if harmonics is None else harmonics
+    horizon = WindowConfig().horizon if horizon is None else horizon
+    if not n_modes:
+        return
+    n_seasons = 12
+    issues = n_seasons * (n_modes + 2)  # more than (M + 1) x seasons: the shared path
+    steps = issues + horizon + 1
+    angle = np.arange(steps)[:, None] * (1 + np.arange(n_modes)) / n_seasons
+    amplitudes, seasons = torch.from_numpy(np.sin(angle)), torch.arange(steps) % n_seasons
+    model = ModeDynamics(n_modes, n_seasons, harmonics, -0.1 * np.eye(n_modes))
+    scale = torch.ones(n_modes, dtype=DTYPE)
+    _loss(model, amplitudes, seasons, scale, 0, issues, steps - 1, horizon).backward()
+    with torch.no_grad():  # a forecast: one issue time, solved directly
+        model(amplitudes[:1], seasons[:1], horizon)
 
 
 def blend_weights(leads: np.ndarray, mode_leads: int) -> np.ndarray:

@@ -139,6 +139,20 @@ def test_unknown_region_is_an_error():
         region_mask(np.zeros(1), np.zeros(1), "arctic")
 
 
+def test_the_warm_up_compiles_the_scoring_kernel_that_evaluate_uses(model_store, tmp_path):
+    from pipeline.evaluation import kernels
+
+    kernels.warm_up()
+    before = len(kernels.weighted_sums.signatures)
+    out = baseline_forecast("damped_persistence", model_store, tmp_path / "d.zarr",
+                            inits=np.array(["1995-01-01"], dtype="datetime64[ns]"), leads=2,
+                            train_end="1994-12")
+    evaluate(out, model_store, tmp_path / "metrics")
+    weighted_scores(np.ones((1, 2, 2)), np.ones((1, 2, 2)), np.ones((2, 2)),
+                    climatology=np.zeros((1, 2, 2)))  # float64 throughout
+    assert len(kernels.weighted_sums.signatures) == before
+
+
 def test_evaluate_scores_the_persistence_baseline_as_persistence(model_store, tmp_path):
     inits = np.array(["1995-01-01", "1995-02-01", "1995-03-01"], dtype="datetime64[ns]")
     out = baseline_forecast("persistence", model_store, tmp_path / "p.zarr", inits=inits,

@@ -15,9 +15,11 @@ from pipeline.model.dynamics import (
     blend_weights,
     fit_mode_dynamics,
     lim_generator,
+    warm_up,
 )
 from pipeline.model.forecast import hindcast
 from pipeline.model.run import DYNAMICS, load_dynamics
+from smnn import _kernels
 
 GENERATOR = np.array([[-0.05, 0.20], [-0.20, -0.05]])  # a damped 31-step oscillation
 
@@ -92,6 +94,23 @@ def test_training_learns_a_seasonal_growth_rate_the_lim_cannot_hold():
         lr=1e-2)
     assert summary["val_loss"] < 0.9 * summary["lim_val_loss"]
     assert isinstance(model, ModeDynamics) and not model.training
+
+
+def test_the_warm_up_compiles_every_kernel_a_default_fit_and_forecast_use():
+    def compiled():
+        return {name: len(getattr(_kernels, name).signatures) for name in ("forward", "backward")}
+
+    warm_up()  # the default config's 12 modes, 2 harmonics, horizon 48
+    before = compiled()
+    rng = np.random.default_rng(5)
+    a = np.zeros((300, 12))
+    for t in range(1, len(a)):
+        a[t] = 0.8 * a[t - 1] + rng.standard_normal(12)
+    model, _ = fit_mode_dynamics(a, a.std(0), np.arange(300) % 12, 12, fit_end=239,
+                                 val_end=299, horizon=48, harmonics=2, steps=2, lr=1e-3)
+    with torch.no_grad():
+        model(torch.from_numpy(a[-3:]), torch.arange(3), 48)
+    assert compiled() == before
 
 
 def test_blend_weights_hold_then_taper():

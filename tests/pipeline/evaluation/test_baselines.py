@@ -121,6 +121,23 @@ def test_lim_forecast_is_the_propagated_state():
     np.testing.assert_allclose(forecast[1].ravel(), expected + trend.ravel(), atol=0.1)
 
 
+def test_lim_asked_for_more_modes_than_the_field_holds_uses_those_it_has():
+    anomalies, g, patterns = _linear_system()  # three modes
+    lim = make_baseline("lim", modes=8)
+    t = np.arange(len(anomalies))
+    lim.fit(anomalies, t, np.ones((5, 6)), np.arange(1, 3))
+    assert lim._fit["eofs"].shape[0] == 3  # (an SVD gave 8, five of them noise)
+    three = make_baseline("lim", modes=3)
+    three.fit(anomalies, t, np.ones((5, 6)), np.arange(1, 3))
+    np.testing.assert_allclose(lim.predict(anomalies[-1:], int(t[-1]), np.array([1, 2])),
+                               three.predict(anomalies[-1:], int(t[-1]), np.array([1, 2])),
+                               atol=1e-10)
+    calm = make_baseline("lim", modes=3)  # no variance at all: the trend alone (zero)
+    calm.fit(np.zeros((40, 5, 6)), np.arange(40.0), np.ones((5, 6)), np.arange(1, 3))
+    assert np.array_equal(calm.predict(np.zeros((1, 5, 6)), 39, np.array([1, 2])),
+                          np.zeros((2, 5, 6)))
+
+
 def test_damped_persistence_of_an_ar1_series_recovers_its_coefficient():
     rng = np.random.default_rng(5)
     phi, a = 0.6, np.zeros((20000, 1, 2))

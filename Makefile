@@ -14,9 +14,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@echo "compiling the solver and scoring kernels (numba, ~70 s once; cached in __pycache__)"
-	$(PY) -c "from smnn._compiled import warm_up; warm_up()"
-	$(PY) -c "from pipeline.model.dynamics import warm_up; warm_up()"
-	$(PY) -c "from pipeline.evaluation.kernels import warm_up; warm_up()"
+	$(PY) -c "import smnn._compiled as s, pipeline.model.dynamics as d, \
+	  pipeline.evaluation.kernels as k; s.warm_up(); d.warm_up(); k.warm_up()"
 	touch $(STAMP)
 
 demo: install

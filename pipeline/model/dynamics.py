@@ -180,8 +180,9 @@ def warm_up(n_modes: int | None = None, harmonics: int | None = None,
     data, defaults from the default config. The dynamics' block size D·K = 2M is not the
     network's, so `smnn`'s own warm-up does not cover it; `make install` runs this, so the
     first training run does not wait for it."""
-    n_modes = ModelConfig().context_modes if n_modes is None else n_modes
-    harmonics = ModelConfig().mode_harmonics if harmonics is None else harmonics
+    defaults = ModelConfig()
+    n_modes = defaults.context_modes if n_modes is None else n_modes
+    harmonics = defaults.mode_harmonics if harmonics is None else harmonics
     horizon = WindowConfig().horizon if horizon is None else horizon
     if not n_modes:
         return

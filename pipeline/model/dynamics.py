@@ -30,7 +30,8 @@ import smnn
 from pipeline.model.config import ModelConfig, WindowConfig
 
 __all__ = [
-    "ModeDynamics", "blend", "blend_weights", "fit_mode_dynamics", "lim_generator", "warm_up",
+    "ModeDynamics", "blend", "blend_weights", "fit_mode_dynamics", "last_blended_lead",
+    "lim_generator", "warm_up",
 ]
 
 DTYPE = torch.float64
@@ -135,8 +136,8 @@ def fit_mode_dynamics(
 
     amplitudes (T, M) raw projections (pipeline.model.modes.project), seasons (T,) ints.
     Returns the model (best validation weights) and a summary: the validation loss of the
-    LIM it started from and of the trained model (None without validation), and the steps
-    taken.
+    LIM it started from and of the trained model (None without validation), the steps
+    taken and the horizon fitted.
     """
     scaled = amplitudes / np.maximum(amplitude_std, 1e-12)
     model = ModeDynamics(amplitudes.shape[1], n_seasons, harmonics,
@@ -170,7 +171,7 @@ def fit_mode_dynamics(
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return model, {"lim_val_loss": start, "val_loss": best, "steps": step}
+    return model, {"lim_val_loss": start, "val_loss": best, "steps": step, "horizon": horizon}
 
 
 def warm_up(n_modes: int | None = None, harmonics: int | None = None,
@@ -196,6 +197,12 @@ def warm_up(n_modes: int | None = None, harmonics: int | None = None,
     _loss(model, amplitudes, seasons, scale, 0, issues, steps - 1, horizon).backward()
     with torch.no_grad():  # a forecast: one issue time, solved directly
         model(amplitudes[:1], seasons[:1], horizon)
+
+
+def last_blended_lead(mode_leads: int) -> int:
+    """The longest lead at which `blend_weights` is above zero: the dynamics' forecasts
+    after it are never used, so they are fitted only out to it."""
+    return max(2 * mode_leads - 1, 0)
 
 
 def blend_weights(leads: np.ndarray, mode_leads: int) -> np.ndarray:

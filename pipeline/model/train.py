@@ -36,7 +36,7 @@ from pipeline.climatology import (
 )
 from pipeline.data.store import guard_write
 from pipeline.model.config import Config, config_from_dict
-from pipeline.model.dynamics import fit_mode_dynamics
+from pipeline.model.dynamics import fit_mode_dynamics, last_blended_lead
 from pipeline.model.modes import fit_modes, project
 from pipeline.model.network import MechanisticIdentifier
 from pipeline.model.prefetch import prefetched
@@ -595,7 +595,8 @@ class Trainer:
         start = time.perf_counter()
         dynamics, summary = fit_mode_dynamics(
             amplitudes, self.stats["amplitude_std"].values, seasons[: last + 1], clim.shape[0],
-            fit_end=fit_end, val_end=val_end, horizon=self.config.window.horizon,
+            fit_end=fit_end, val_end=val_end,
+            horizon=min(self.config.window.horizon, last_blended_lead(m.mode_leads)),
             harmonics=m.mode_harmonics, steps=t.mode_steps, lr=t.mode_lr,
         )
         _save(self.run_dir / DYNAMICS, {

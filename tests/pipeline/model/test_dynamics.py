@@ -14,6 +14,7 @@ from pipeline.model.dynamics import (
     blend,
     blend_weights,
     fit_mode_dynamics,
+    last_blended_lead,
     lim_generator,
     warm_up,
 )
@@ -117,6 +118,13 @@ def test_blend_weights_hold_then_taper():
     np.testing.assert_allclose(blend_weights(np.array([1, 12, 18, 24, 30]), 12),
                                [1, 1, 0.5, 0, 0])
     assert not blend_weights(np.arange(1, 5), 0).any()
+
+
+@pytest.mark.parametrize("mode_leads", [0, 1, 2, 12])
+def test_the_last_blended_lead_is_the_last_with_weight(mode_leads):
+    leads = np.arange(1, 60)
+    used = leads[blend_weights(leads, mode_leads) > 0]
+    assert last_blended_lead(mode_leads) == (used.max() if used.size else 0)
 
 
 def test_blend_replaces_exactly_the_modes_part():

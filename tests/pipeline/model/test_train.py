@@ -234,3 +234,19 @@ def test_batches_carry_the_neighbour_windows_only_for_the_alignment_loss(
     assert all(("neighbour" in k) == (align_weight > 0) for k in keys)
     # a step encodes the context, and the neighbour too for the alignment loss
     assert encodes == [2 if align_weight else 1] * 2
+
+
+@pytest.mark.parametrize(("mode_leads", "fitted"), [(2, 3), (12, 6)])
+def test_the_mode_dynamics_are_fitted_out_to_the_last_lead_the_blend_uses(
+    model_store, tmp_path, tiny_config, mode_leads, fitted
+):
+    # Past twice mode_leads the blend ignores them: fitting further would cost solve steps
+    # and pull the fit towards leads it never forecasts. The tiny horizon is 6 leads.
+    config = tiny_config.model_copy(update={
+        "model": tiny_config.model.model_copy(update={"mode_leads": mode_leads}),
+        "train": tiny_config.train.model_copy(update={"max_steps": 2, "mode_steps": 2})})
+    train(model_store, tmp_path / "run", config=config)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().split("\n")
+             if x]
+    (summary,) = [x["mode_dynamics"] for x in lines if "mode_dynamics" in x]
+    assert summary["horizon"] == fitted

@@ -76,10 +76,11 @@ def forward_backward(module, inputs, cotangent, constants, shape, tag):
     kept = (np.zeros((0, 1)), np.zeros((0, 1)))  # recomputed, as at these shapes
     x = np.empty((batch, t_len * 3))
     grads = tuple(np.empty_like(a) for a in inputs)
-    _compiled._split(module.forward, batch, t_len, *inputs, consts, weights, shape, False, x,
-                     np.empty((0, t_len * 3)), np.zeros(batch, bool), kept, tag)
-    _compiled._split(module.backward, batch, t_len, *inputs, x, cotangent, consts, order_gram,
-                     weights, shape, False, kept, grads, tag)
+    # one right-hand side per matrix; uint8 status codes (older checkouts write bools there)
+    _compiled._split(module.forward, batch, t_len, 1, *inputs, consts, weights, shape, False,
+                     x, np.empty((0, t_len * 3)), np.zeros(batch, np.uint8), kept, tag)
+    _compiled._split(module.backward, batch, t_len, 1, *inputs, x, cotangent, consts,
+                     order_gram, weights, shape, False, kept, grads, tag)
     return x, grads
 
 

@@ -21,8 +21,15 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from smnn import _buffers
 from smnn._assemble import taylor_rows
-from smnn._validate import Problem, SolveError, not_positive_definite, pivot_tolerance
+from smnn._validate import (
+    Problem,
+    SolveError,
+    not_finite_solution,
+    not_positive_definite,
+    pivot_tolerance,
+)
 
 # A thread is worth it for at least this many systems, or this many system-steps (~2 ms
 # of work: a few long sequences split over threads too).
@@ -148,9 +155,10 @@ def _flat(*tensors: torch.Tensor):
 
 
 def _empty(*shapes, dtype) -> list[np.ndarray]:
-    """New arrays from numpy: it asks for huge pages for big ones, so first-touch page
-    faults cost a fraction of torch's (~4x less on this project's CI machines)."""
-    return [np.empty(shape, dtype=dtype) for shape in shapes]
+    """New arrays for the results: big ones reuse memory a finished solve's results held
+    (`_buffers`: fresh pages cost ~10 % of a solve at the SST shape), small ones come from
+    numpy."""
+    return [_buffers.empty(shape, dtype) for shape in shapes]
 
 
 class _CompiledSolve(torch.autograd.Function):
@@ -187,13 +195,16 @@ class _CompiledSolve(torch.autograd.Function):
             np.zeros(size, dtype=consts.dtype)
             for size in ((kept_rows, packed), (kept_rows, rows))
         ]
-        failed = np.zeros(n, dtype=np.bool_)
+        status = np.zeros(n, dtype=np.uint8)
         _split(
             _kernels.forward, n, t_len, n_all // n, *inputs, consts, weights, shape, central, x, u,
-            failed, tuple(kept), tag,
+            status, tuple(kept), tag,
         )
-        if failed.any():  # the first system of the batch with that matrix
-            raise not_positive_definite(int(np.flatnonzero(failed)[0]) * (n_all // n))
+        if status.any():  # the first system of the batch with that matrix
+            first = int(np.flatnonzero(status)[0])
+            error = (not_positive_definite if status[first] == _kernels.NOT_DEFINITE
+                     else not_finite_solution)
+            raise error(first * (n_all // n))
         solution = torch.from_numpy(x).view(n_all, t_len, d_len, k_len)
         ctx.args = (consts, order_gram, weights, shape, central, tuple(kept), tag)
         ctx.save_for_backward(coefficients, rhs, init_vars, steps, solution)

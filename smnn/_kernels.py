@@ -501,6 +501,19 @@ def _add_into(dst, src):
         fd[_U(i)] += fs[_U(i)]
 
 
+@njit(**_JIT)
+def _finite_test(y, sums):
+    """sums[w] += Σ_i y[i, w]·0: x·0 is 0 for a finite x and NaN for inf or NaN, so a
+    lane's sum stays 0 exactly while every value it has seen is finite (a branch-free pass
+    that vectorises over the lanes; y (rows, L))."""
+    for i in range(y.shape[0]):
+        for w in range(y.shape[1]):
+            sums[w] += y[i, w] * 0.0
+
+
+OK, NOT_DEFINITE, NOT_FINITE = 0, 1, 2  # `forward`'s status codes per matrix
+
+
 def lane_count(shape, nb, itemsize, n):
     """Systems per chunk for n systems: one for one system, for long sequences (more
     than LANE_SYSTEM_BYTES of factor each) and for wide blocks (b > LANE_MAX_BLOCK), else
@@ -564,8 +577,10 @@ def _load(c, r, v, h, n0, nw, ct, rt, vt, ht, buf):
 
 
 @njit(**_JIT)
-def forward(c, r, v, h, consts, weights, shape, central, x, u, failed, kept, tag, lo, hi):
-    """x[n] = M⁻¹β (flat T·b) for systems lo..hi-1; failed[n] = True where M is not SPD.
+def forward(c, r, v, h, consts, weights, shape, central, x, u, status, kept, tag, lo, hi):
+    """x[n] = M⁻¹β (flat T·b) for systems lo..hi-1; status[n] = NOT_DEFINITE where M is
+    not SPD, else NOT_FINITE where a solution holds inf or NaN (non-finite inputs end in one
+    of the two: a NaN or inf reaches a pivot or, through β, every entry of x), else OK.
     u: x again in the inputs' dtype, or an array with no rows when x serves (written only
     by lane chunks: one-lane chunks need the inputs in x's dtype).
 
@@ -591,10 +606,12 @@ def forward(c, r, v, h, consts, weights, shape, central, x, u, failed, kept, tag
     low, inv, scratch = _factor_work(shape, nb, lanes, x, kept)
     y = np.zeros((pad + t_len * b, lanes), dtype=dt)
     buf = _gather_buffer(lanes, c, r, v, h)
+    sums = np.empty(lanes, dtype=dt)  # `_finite_test`'s
     sub = shape[2:]
     n_sys = c.shape[0]
     for n0 in range(lo, hi, lanes):
         nw = min(lanes, hi - n0)
+        sums[:] = 0.0
         if lanes == 1:
             ct, rt, vt, ht = _rows(c, r, v, h, n0, shape, x)
         else:
@@ -613,6 +630,7 @@ def forward(c, r, v, h, consts, weights, shape, central, x, u, failed, kept, tag
                     _gather(v, m0, nw, _flat(vt), buf)
                 _right_hand_side(tl, ct, rt, vt, weights, sub, y[pad:])
                 _substitute(low_at, inv_at, y, fixed, dims)
+            _finite_test(y[pad:], sums)
             _scatter(y[pad:], m0, nw, x)
             if u.shape[0]:
                 _scatter(y[pad:], m0, nw, u)
@@ -620,7 +638,8 @@ def forward(c, r, v, h, consts, weights, shape, central, x, u, failed, kept, tag
             _scatter(_flat(low), n0, nw, kept[0])
             _scatter(inv, n0, nw, kept[1])
         for w in range(nw):
-            failed[n0 + w] = not np.isfinite(scratch[1][w])
+            status[n0 + w] = (NOT_DEFINITE if not np.isfinite(scratch[1][w])
+                              else NOT_FINITE if sums[w] != 0.0 else OK)
 
 
 @njit(**_JIT)

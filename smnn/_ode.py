@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from smnn._solve import solve
-from smnn._validate import canonicalise
+from smnn._solve import choose_method, solve
+from smnn._validate import SolveError, canonicalise, check_finite
+
+NAMES = ("coefficients", "rhs", "init_vars", "steps")
+# Inputs whose inf or NaN the compiled kernels detect (the step sizes, also checked for
+# > 0, are the smallest input and checked before any solve).
+KERNEL_DETECTED = ("coefficients", "rhs", "init_vars")
 
 
 def ode_forward(
@@ -61,6 +66,7 @@ def ode_forward(
         weight_equation=weight_equation,
         weight_init=weight_init,
         weight_smooth=weight_smooth,
+        check_values=False,
     )
     if solve_dtype is None:
         solve_dtype = torch.float64  # the automatic float32 fallback (see `solve_dtype`)
@@ -68,6 +74,21 @@ def ode_forward(
         raise TypeError(
             f"solve_dtype: expected torch.float32, torch.float64 or None, received {solve_dtype}"
         )
-    u = solve(p, central, method, solve_dtype)  # (N, T, D, K), the inputs' dtype
+    n, t_len, _, d_len, k_len = p.rhs.shape[0], *p.coefficients.shape[1:]
+    method = choose_method(method, n, t_len, d_len * k_len, p.coefficients.device)
+    inputs = (coefficients, rhs, init_vars, steps)
+    # The compiled kernels detect inf and NaN in these as they solve (it ends in a pivot
+    # or the solution, which they test), so the pass over them, ~8 % of a solve at the
+    # SST shape, is made only to name the input when a solve fails.
+    detected = KERNEL_DETECTED if method == "compiled" else ()
+    check_finite(*inputs, only=[name for name in NAMES if name not in detected])
+    try:
+        u = solve(p, central, method, solve_dtype)  # (N, T, D, K), the inputs' dtype
+    except SolveError as error:
+        try:
+            check_finite(*inputs, only=detected)  # a non-finite input: its name is the error
+        except SolveError as named:
+            raise named from None
+        raise error
     shape = (*p.batch_shape, *u.shape[1:])
     return u if u.shape == shape else u.reshape(shape)

@@ -49,6 +49,14 @@ def not_positive_definite(index: int) -> SolveError:
     )
 
 
+def not_finite_solution(index: int) -> SolveError:
+    """A solution with inf or NaN from finite inputs: they overflowed the solve's dtype."""
+    return SolveError(
+        "the solution: expected finite values, received inf or NaN at batch index "
+        f"{index} of the flattened batch (finite inputs too large for the solve's dtype)"
+    )
+
+
 @dataclass(frozen=True)
 class Problem:
     """Canonical inputs: batch flattened to N and every step dim at full length.
@@ -152,6 +160,20 @@ def _check_finite(name: str, x: torch.Tensor) -> None:
         )
 
 
+def check_finite(coefficients, rhs, init_vars, steps, *, only=None) -> None:
+    """Raise SolveError naming the first input (of `only`, default all four names) with an
+    inf or NaN, and ValueError unless every step size is > 0 (with "steps" in `only`)."""
+    named = (("coefficients", coefficients), ("rhs", rhs), ("init_vars", init_vars),
+             ("steps", steps))
+    for name, x in named:
+        if only is None or name in only:
+            _check_finite(name, x)
+    h = steps
+    if (only is None or "steps" in only) and h.numel() and not bool(h.detach().min() > 0):
+        bad = tuple(int(i) for i in (h <= 0).nonzero()[0])
+        raise ValueError(f"steps: expected step sizes > 0, received {h[bad].item()} at index {bad}")
+
+
 def canonicalise(
     coefficients: torch.Tensor,
     rhs: torch.Tensor,
@@ -161,8 +183,10 @@ def canonicalise(
     weight_equation: float = 1.0,
     weight_init: float = 1.0,
     weight_smooth: float = 1.0,
+    check_values: bool = True,
 ) -> Problem:
-    """Check shapes, dtypes, devices and values; broadcast and flatten the batch.
+    """Check shapes, dtypes, devices and (unless `check_values` is False: the caller runs
+    `check_finite` itself) values; broadcast and flatten the batch.
 
     Args:
         coefficients: (..., T or 1, E, D, K), K >= 2, D >= 1, E >= 1.
@@ -236,11 +260,8 @@ def canonicalise(
             f"received {[tuple(s) for s in batch_dims]}"
         ) from None
 
-    for name, x in (("coefficients", c), ("rhs", r), ("init_vars", v), ("steps", h)):
-        _check_finite(name, x)
-    if h.numel() and not bool(h.detach().min() > 0):
-        bad = tuple(int(i) for i in (h <= 0).nonzero()[0])
-        raise ValueError(f"steps: expected step sizes > 0, received {h[bad].item()} at index {bad}")
+    if check_values:
+        check_finite(c, r, v, h)
 
     dtype = torch.promote_types(
         torch.promote_types(c.dtype, r.dtype), torch.promote_types(v.dtype, h.dtype)

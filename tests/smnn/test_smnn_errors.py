@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from smnn import ODELayer, ode_forward
+from smnn import ODELayer, SolveError, ode_forward
 
 from .conftest import make_problem
 
@@ -116,3 +116,33 @@ def test_a_singular_system_names_its_batch_index(method, batch, bad):
         match = f"expected symmetric positive definite.*batch index {bad}"
         with pytest.raises(ValueError, match=match):
             ode_forward(coefficients, rhs, init_vars, steps, central=central, method=method)
+
+
+# --- non-finite values the compiled kernels detect as they solve ---------------------------
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("batch", [(1,), (4,), (45,), (3, 4)])
+@pytest.mark.parametrize(("index", "name"), [(0, "coefficients"), (1, "rhs"),
+                                             (2, "init_vars")])
+def test_the_compiled_method_names_a_non_finite_value_at_any_position(index, name, batch,
+                                                                      value):
+    # One system (one lane), 8 lanes, a partial second 32-lane chunk, and 3 matrices of 4
+    # right-hand sides each (coefficients and steps broadcast): the kernels skip the pass
+    # over these inputs and must still see a bad value wherever it is.
+    batches = [(3, 1), (3, 4), (3, 4), (3, 1)] if len(batch) == 2 else None
+    clean = make_problem(t_len=5, batch=batch, batches=batches, s_len=2)
+    size = clean[index].numel()
+    for at in sorted({0, 1, size // 2, size - 1}):
+        inputs = list(clean)
+        inputs[index] = inputs[index].clone()
+        inputs[index].view(-1)[at] = value
+        with pytest.raises(SolveError, match=rf"^{name}: expected finite values"):
+            ode_forward(*inputs, method="compiled")
+
+
+def test_a_solution_that_overflows_is_a_clear_error():
+    c, r, v, h = make_problem(t_len=5, batch=(4,))
+    with pytest.raises(SolveError, match=r"^the solution: expected finite values, received "
+                                         r"inf or NaN at batch index 2"):
+        ode_forward(c, r.index_fill(0, torch.tensor([2]), 1e308), v, h, method="compiled")

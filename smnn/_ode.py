@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from smnn._solve import choose_method, solve
-from smnn._validate import SolveError, canonicalise, check_finite
+from smnn._validate import SolveError, canonicalise, check_values
 
 NAMES = ("coefficients", "rhs", "init_vars", "steps")
 # Inputs whose inf or NaN the compiled kernels detect (the step sizes, also checked for
@@ -66,7 +66,7 @@ def ode_forward(
         weight_equation=weight_equation,
         weight_init=weight_init,
         weight_smooth=weight_smooth,
-        check_values=False,
+        values=False,
     )
     if solve_dtype is None:
         solve_dtype = torch.float64  # the automatic float32 fallback (see `solve_dtype`)
@@ -81,12 +81,12 @@ def ode_forward(
     # or the solution, which they test), so the pass over them, ~8 % of a solve at the
     # SST shape, is made only to name the input when a solve fails.
     detected = KERNEL_DETECTED if method == "compiled" else ()
-    check_finite(*inputs, only=[name for name in NAMES if name not in detected])
+    check_values(*inputs, only=[name for name in NAMES if name not in detected])
     try:
         u = solve(p, central, method, solve_dtype)  # (N, T, D, K), the inputs' dtype
     except SolveError as error:
         try:
-            check_finite(*inputs, only=detected)  # a non-finite input: its name is the error
+            check_values(*inputs, only=detected)  # a non-finite input: name it
         except SolveError as named:
             raise named from None
         raise error

@@ -160,7 +160,7 @@ def _check_finite(name: str, x: torch.Tensor) -> None:
         )
 
 
-def check_finite(coefficients, rhs, init_vars, steps, *, only=None) -> None:
+def check_values(coefficients, rhs, init_vars, steps, *, only=None) -> None:
     """Raise SolveError naming the first input (of `only`, default all four names) with an
     inf or NaN, and ValueError unless every step size is > 0 (with "steps" in `only`)."""
     named = (("coefficients", coefficients), ("rhs", rhs), ("init_vars", init_vars),
@@ -183,10 +183,10 @@ def canonicalise(
     weight_equation: float = 1.0,
     weight_init: float = 1.0,
     weight_smooth: float = 1.0,
-    check_values: bool = True,
+    values: bool = True,
 ) -> Problem:
-    """Check shapes, dtypes, devices and (unless `check_values` is False: the caller runs
-    `check_finite` itself) values; broadcast and flatten the batch.
+    """Check shapes, dtypes, devices and (unless `values` is False: the caller runs
+    `check_values` itself) values; broadcast and flatten the batch.
 
     Args:
         coefficients: (..., T or 1, E, D, K), K >= 2, D >= 1, E >= 1.
@@ -260,8 +260,8 @@ def canonicalise(
             f"received {[tuple(s) for s in batch_dims]}"
         ) from None
 
-    if check_values:
-        check_finite(c, r, v, h)
+    if values:
+        check_values(c, r, v, h)
 
     dtype = torch.promote_types(
         torch.promote_types(c.dtype, r.dtype), torch.promote_types(v.dtype, h.dtype)

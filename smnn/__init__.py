@@ -9,11 +9,9 @@ dense ground truth and `smnn.compat` drop-ins for code written for the original 
 and for the published S-MNN `ode_forward`. `SolveError` (a ValueError) is what every method
 raises for input it cannot solve for its values (non-finite numbers, a normal matrix that is
 not positive definite). `set_num_threads` sets the compiled kernels' threads apart from
-torch's (by default they follow `torch.get_num_threads()`); `empty_cache` returns the
-memory the compiled method keeps for reuse between big solves (at most 512 MB) to the system.
+torch's (by default they follow `torch.get_num_threads()`).
 """
 
-from smnn._buffers import empty_cache
 from smnn._compiled import get_num_threads, set_num_threads
 from smnn._layer import ODELayer
 from smnn._ode import ode_forward
@@ -24,7 +22,6 @@ __all__ = [
     "METHODS",
     "ODELayer",
     "SolveError",
-    "empty_cache",
     "get_num_threads",
     "ode_forward",
     "set_num_threads",

@@ -21,13 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from smnn import _buffers
 from smnn._assemble import taylor_rows
 from smnn._validate import (
     Problem,
     SolveError,
     not_finite_solution,
     not_positive_definite,
+    not_positive_step,
     pivot_tolerance,
 )
 
@@ -155,10 +155,11 @@ def _flat(*tensors: torch.Tensor):
 
 
 def _empty(*shapes, dtype) -> list[np.ndarray]:
-    """New arrays for the results: big ones reuse memory a finished solve's results held
-    (`_buffers`: fresh pages cost ~10 % of a solve at the SST shape), small ones come from
-    numpy."""
-    return [_buffers.empty(shape, dtype) for shape in shapes]
+    """New arrays from numpy: it asks for huge pages for big ones, so first-touch page
+    faults cost a fraction of torch's (~4x less on this project's CI machines). Keeping
+    big results' memory for reuse instead measured slower in steady state (2026-12-08:
+    x0.66 at the SST shape in separate processes, benchmarks/README.md)."""
+    return [np.empty(shape, dtype=dtype) for shape in shapes]
 
 
 class _CompiledSolve(torch.autograd.Function):
@@ -202,8 +203,9 @@ class _CompiledSolve(torch.autograd.Function):
         )
         if status.any():  # the first system of the batch with that matrix
             first = int(np.flatnonzero(status)[0])
-            error = (not_positive_definite if status[first] == _kernels.NOT_DEFINITE
-                     else not_finite_solution)
+            error = {_kernels.NOT_DEFINITE: not_positive_definite,
+                     _kernels.NOT_FINITE: not_finite_solution,
+                     _kernels.NOT_POSITIVE_STEP: not_positive_step}[int(status[first])]
             raise error(first * (n_all // n))
         solution = torch.from_numpy(x).view(n_all, t_len, d_len, k_len)
         ctx.args = (consts, order_gram, weights, shape, central, tuple(kept), tag)

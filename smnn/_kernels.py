@@ -511,7 +511,16 @@ def _finite_test(y, sums):
             sums[w] += y[i, w] * 0.0
 
 
-OK, NOT_DEFINITE, NOT_FINITE = 0, 1, 2  # `forward`'s status codes per matrix
+@njit(**_JIT)
+def _step_test(ht, sums):
+    """sums[w] becomes NaN unless every step size of lane w is > 0 (a NaN fails); ht
+    (T-1, L); branch-free like `_pivot_test`."""
+    for i in range(ht.shape[0]):
+        for w in range(ht.shape[1]):
+            sums[w] += 0.0 if ht[i, w] > 0.0 else np.nan
+
+
+OK, NOT_DEFINITE, NOT_FINITE, NOT_POSITIVE_STEP = 0, 1, 2, 3  # `forward`'s status codes
 
 
 def lane_count(shape, nb, itemsize, n):
@@ -578,9 +587,10 @@ def _load(c, r, v, h, n0, nw, ct, rt, vt, ht, buf):
 
 @njit(**_JIT)
 def forward(c, r, v, h, consts, weights, shape, central, x, u, status, kept, tag, lo, hi):
-    """x[n] = M⁻¹β (flat T·b) for systems lo..hi-1; status[n] = NOT_DEFINITE where M is
-    not SPD, else NOT_FINITE where a solution holds inf or NaN (non-finite inputs end in one
-    of the two: a NaN or inf reaches a pivot or, through β, every entry of x), else OK.
+    """x[n] = M⁻¹β (flat T·b) for systems lo..hi-1; status[n] = NOT_POSITIVE_STEP where a
+    step size is not > 0, else NOT_DEFINITE where M is not SPD, else NOT_FINITE where a
+    solution holds inf or NaN (non-finite inputs end in one of the two: a NaN or inf
+    reaches a pivot or, through β, every entry of x), else OK.
     u: x again in the inputs' dtype, or an array with no rows when x serves (written only
     by lane chunks: one-lane chunks need the inputs in x's dtype).
 
@@ -606,16 +616,17 @@ def forward(c, r, v, h, consts, weights, shape, central, x, u, status, kept, tag
     low, inv, scratch = _factor_work(shape, nb, lanes, x, kept)
     y = np.zeros((pad + t_len * b, lanes), dtype=dt)
     buf = _gather_buffer(lanes, c, r, v, h)
-    sums = np.empty(lanes, dtype=dt)  # `_finite_test`'s
+    sums, step_sums = np.empty(lanes, dtype=dt), np.empty(lanes, dtype=dt)  # the tests'
     sub = shape[2:]
     n_sys = c.shape[0]
     for n0 in range(lo, hi, lanes):
         nw = min(lanes, hi - n0)
-        sums[:] = 0.0
+        sums[:], step_sums[:] = 0.0, 0.0
         if lanes == 1:
             ct, rt, vt, ht = _rows(c, r, v, h, n0, shape, x)
         else:
             _load(c, r, v, h, n0, nw, ct, rt, vt, ht, buf)
+        _step_test(ht, step_sums)
         low_at, inv_at = _factor_home(kept, n0, lanes, shape, nb, low, inv)
         _right_hand_side(tl, ct, rt, vt, weights, sub, y[pad:])
         _factor(tag, ct, ht, consts, weights, sub, central, low_at, inv_at, scratch, y)
@@ -638,7 +649,8 @@ def forward(c, r, v, h, consts, weights, shape, central, x, u, status, kept, tag
             _scatter(_flat(low), n0, nw, kept[0])
             _scatter(inv, n0, nw, kept[1])
         for w in range(nw):
-            status[n0 + w] = (NOT_DEFINITE if not np.isfinite(scratch[1][w])
+            status[n0 + w] = (NOT_POSITIVE_STEP if step_sums[w] != 0.0
+                              else NOT_DEFINITE if not np.isfinite(scratch[1][w])
                               else NOT_FINITE if sums[w] != 0.0 else OK)
 
 

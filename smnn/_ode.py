@@ -8,9 +8,8 @@ from smnn._solve import choose_method, solve
 from smnn._validate import SolveError, canonicalise, check_values
 
 NAMES = ("coefficients", "rhs", "init_vars", "steps")
-# Inputs whose inf or NaN the compiled kernels detect (the step sizes, also checked for
-# > 0, are the smallest input and checked before any solve).
-KERNEL_DETECTED = ("coefficients", "rhs", "init_vars")
+# Inputs whose bad values (inf and NaN; step sizes not > 0) the compiled kernels detect.
+KERNEL_DETECTED = NAMES
 
 
 def ode_forward(
@@ -77,9 +76,11 @@ def ode_forward(
     n, t_len, _, d_len, k_len = p.rhs.shape[0], *p.coefficients.shape[1:]
     method = choose_method(method, n, t_len, d_len * k_len, p.coefficients.device)
     inputs = (coefficients, rhs, init_vars, steps)
-    # The compiled kernels detect inf and NaN in these as they solve (it ends in a pivot
-    # or the solution, which they test), so the pass over them, ~8 % of a solve at the
-    # SST shape, is made only to name the input when a solve fails.
+    # The compiled kernels detect bad values as they solve (they test the step sizes, and
+    # any inf or NaN ends in a pivot or the solution, which they test too), so the passes
+    # over the inputs, 8-11 % of a solve at the SST shape with the spin of torch's OpenMP
+    # worker they leave behind (benchmarks/solve_overheads.py), are made only to name the
+    # input when a solve fails.
     detected = KERNEL_DETECTED if method == "compiled" else ()
     check_values(*inputs, only=[name for name in NAMES if name not in detected])
     try:
@@ -87,7 +88,7 @@ def ode_forward(
     except SolveError as error:
         try:
             check_values(*inputs, only=detected)  # a non-finite input: name it
-        except SolveError as named:
+        except ValueError as named:  # SolveError, or ValueError for a step not > 0
             raise named from None
         raise error
     shape = (*p.batch_shape, *u.shape[1:])

@@ -57,6 +57,15 @@ def not_finite_solution(index: int) -> SolveError:
     )
 
 
+def not_positive_step(index: int) -> SolveError:
+    """A step size that is not > 0 in system `index`, as a kernel saw it (`ode_forward`
+    names the value first from the inputs; this is the message if it could not)."""
+    return SolveError(
+        f"steps: expected step sizes > 0, received one that is not at batch index {index} "
+        "of the flattened batch"
+    )
+
+
 @dataclass(frozen=True)
 class Problem:
     """Canonical inputs: batch flattened to N and every step dim at full length.

@@ -124,12 +124,27 @@ def test_a_singular_system_names_its_batch_index(method, batch, bad):
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 @pytest.mark.parametrize("batch", [(1,), (4,), (45,), (3, 4)])
 @pytest.mark.parametrize(("index", "name"), [(0, "coefficients"), (1, "rhs"),
-                                             (2, "init_vars")])
+                                             (2, "init_vars"), (3, "steps")])
 def test_the_compiled_method_names_a_non_finite_value_at_any_position(index, name, batch,
                                                                       value):
     # One system (one lane), 8 lanes, a partial second 32-lane chunk, and 3 matrices of 4
     # right-hand sides each (coefficients and steps broadcast): the kernels skip the pass
-    # over these inputs and must still see a bad value wherever it is.
+    # over the inputs and must still see a bad value wherever it is.
+    for inputs in with_value_everywhere(index, batch, value):
+        with pytest.raises(SolveError, match=rf"^{name}: expected finite values"):
+            ode_forward(*inputs, method="compiled")
+
+
+@pytest.mark.parametrize("value", [0.0, -0.1, -float("inf")])
+@pytest.mark.parametrize("batch", [(1,), (4,), (45,), (3, 4)])
+def test_the_compiled_method_names_a_step_that_is_not_positive_at_any_position(batch, value):
+    for inputs in with_value_everywhere(3, batch, value):
+        with pytest.raises(ValueError, match=r"^steps: expected (step sizes > 0|finite)"):
+            ode_forward(*inputs, method="compiled")
+
+
+def with_value_everywhere(index, batch, value):
+    """The inputs with input `index`'s first, second, middle and last entry set to value."""
     batches = [(3, 1), (3, 4), (3, 4), (3, 1)] if len(batch) == 2 else None
     clean = make_problem(t_len=5, batch=batch, batches=batches, s_len=2)
     size = clean[index].numel()
@@ -137,8 +152,18 @@ def test_the_compiled_method_names_a_non_finite_value_at_any_position(index, nam
         inputs = list(clean)
         inputs[index] = inputs[index].clone()
         inputs[index].view(-1)[at] = value
-        with pytest.raises(SolveError, match=rf"^{name}: expected finite values"):
-            ode_forward(*inputs, method="compiled")
+        yield inputs
+
+
+def test_a_step_the_kernels_refuse_is_named_even_without_the_inputs_check(monkeypatch):
+    # The kernels' own test, should the named check after a failed solve miss it.
+    import smnn._ode
+
+    c, r, v, h = make_problem(t_len=5, batch=(4,))
+    monkeypatch.setattr(smnn._ode, "check_values", lambda *args, **kwargs: None)
+    with pytest.raises(SolveError, match=r"^steps: expected step sizes > 0, received one "
+                                         r"that is not at batch index 2"):
+        ode_forward(c, r, v, h.index_fill(0, torch.tensor([2]), -0.1), method="compiled")
 
 
 def test_a_solution_that_overflows_is_a_clear_error():

@@ -7,7 +7,7 @@ At the Mechanistic Identifier's shape (B systems, T = 208, K = 3, S = 10, J = 2,
 forward + backward with a random cotangent, gradients of all four inputs): `now`, as
 `smnn` runs (the kernels test the step sizes, pivots and solutions, and the inputs are
 looked through only after a failed solve), against `before`, with the up-front checks for
-inf, NaN and steps not > 0 made again (`smnn._ode.KERNEL_DETECTED` empty). Each round runs
+inf, NaN and steps not > 0 made again (`smnn._ode.SELF_CHECKING` empty). Each round runs
 one fresh process per setting, one after the other, so both see the same machine load;
 a process times `--passes` passes and keeps the median of those after the first three
 (a fresh process's first passes touch new memory and run up to 3x slower). Fresh
@@ -36,7 +36,7 @@ import smnn
 from smnn import _ode
 mode, threads, batch, passes = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 if mode == "before":
-    _ode.KERNEL_DETECTED = ()
+    _ode.SELF_CHECKING = set()
 torch.set_num_threads(threads)
 g = torch.Generator().manual_seed(0)
 t, s = 208, 10

@@ -7,9 +7,9 @@ import torch
 from smnn._solve import choose_method, solve
 from smnn._validate import SolveError, canonicalise, check_values
 
-NAMES = ("coefficients", "rhs", "init_vars", "steps")
-# Inputs whose bad values (inf and NaN; step sizes not > 0) the compiled kernels detect.
-KERNEL_DETECTED = NAMES
+# Methods whose kernels test the values themselves (step sizes > 0; any inf or NaN ends
+# in a pivot or the solution, which they test too).
+SELF_CHECKING = {"compiled"}
 
 
 def ode_forward(
@@ -76,20 +76,24 @@ def ode_forward(
     n, t_len, _, d_len, k_len = p.rhs.shape[0], *p.coefficients.shape[1:]
     method = choose_method(method, n, t_len, d_len * k_len, p.coefficients.device)
     inputs = (coefficients, rhs, init_vars, steps)
-    # The compiled kernels detect bad values as they solve (they test the step sizes, and
-    # any inf or NaN ends in a pivot or the solution, which they test too), so the passes
-    # over the inputs, 8-11 % of a solve at the SST shape with the spin of torch's OpenMP
-    # worker they leave behind (benchmarks/solve_overheads.py), are made only to name the
-    # input when a solve fails.
-    detected = KERNEL_DETECTED if method == "compiled" else ()
-    check_values(*inputs, only=[name for name in NAMES if name not in detected])
+    if method not in SELF_CHECKING:
+        check_values(*inputs)
+        return _shaped(solve(p, central, method, solve_dtype), p)
+    # The passes over the inputs, 8-11 % of a solve at the SST shape with the spin of
+    # torch's OpenMP worker they leave behind (benchmarks/solve_overheads.py), are made
+    # only to name the bad input when a solve fails.
     try:
-        u = solve(p, central, method, solve_dtype)  # (N, T, D, K), the inputs' dtype
+        u = solve(p, central, method, solve_dtype)
     except SolveError as error:
         try:
-            check_values(*inputs, only=detected)  # a non-finite input: name it
+            check_values(*inputs)
         except ValueError as named:  # SolveError, or ValueError for a step not > 0
             raise named from None
         raise error
+    return _shaped(u, p)
+
+
+def _shaped(u: torch.Tensor, p) -> torch.Tensor:
+    """u (N, T, D, K) in the inputs' dtype -> (*batch_shape, T, D, K)."""
     shape = (*p.batch_shape, *u.shape[1:])
     return u if u.shape == shape else u.reshape(shape)

@@ -169,18 +169,17 @@ def _check_finite(name: str, x: torch.Tensor) -> None:
         )
 
 
-def check_values(coefficients, rhs, init_vars, steps, *, only=None) -> None:
-    """Raise SolveError naming the first input (of `only`, default all four names) with an
-    inf or NaN, and ValueError unless every step size is > 0 (with "steps" in `only`)."""
-    named = (("coefficients", coefficients), ("rhs", rhs), ("init_vars", init_vars),
-             ("steps", steps))
-    for name, x in named:
-        if only is None or name in only:
-            _check_finite(name, x)
-    h = steps
-    if (only is None or "steps" in only) and h.numel() and not bool(h.detach().min() > 0):
-        bad = tuple(int(i) for i in (h <= 0).nonzero()[0])
-        raise ValueError(f"steps: expected step sizes > 0, received {h[bad].item()} at index {bad}")
+def check_values(coefficients, rhs, init_vars, steps) -> None:
+    """Raise SolveError naming the first input with an inf or NaN, and ValueError unless
+    every step size is > 0."""
+    for name, x in (("coefficients", coefficients), ("rhs", rhs), ("init_vars", init_vars),
+                    ("steps", steps)):
+        _check_finite(name, x)
+    if steps.numel() and not bool(steps.detach().min() > 0):
+        bad = tuple(int(i) for i in (steps <= 0).nonzero()[0])
+        raise ValueError(
+            f"steps: expected step sizes > 0, received {steps[bad].item()} at index {bad}"
+        )
 
 
 def canonicalise(

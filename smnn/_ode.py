@@ -79,8 +79,8 @@ def ode_forward(
     if method not in SELF_CHECKING:
         check_values(*inputs)
         return _shaped(solve(p, central, method, solve_dtype), p)
-    # The passes over the inputs, 8-11 % of a solve at the SST shape with the spin of
-    # torch's OpenMP worker they leave behind (benchmarks/solve_overheads.py), are made
+    # The passes over the inputs, up to ~10 % of a solve at the SST shape with the spin
+    # of torch's OpenMP worker they leave behind (benchmarks/solve_overheads.py), are made
     # only to name the bad input when a solve fails.
     try:
         u = solve(p, central, method, solve_dtype)
